@@ -1,0 +1,294 @@
+"""Typed wire objects at the edge of OpenRouter's API: what we send and what comes back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+Message = dict[str, Any]
+"""A chat message exactly as OpenRouter takes it: `{"role": ..., "content": str | [parts]}`."""
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error"})
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def image_part(data_url: str, *, detail: Literal["auto", "low", "high"] = "auto") -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": data_url, "detail": detail}}
+
+
+def file_part(filename: str, data_url: str) -> dict[str, Any]:
+    return {"type": "file", "file": {"filename": filename, "file_data": data_url}}
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A price or cost as an exact Decimal; floats go through their shortest text form."""
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(value) if isinstance(value, str) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+@dataclass(slots=True)
+class ProviderPreferences:
+    """OpenRouter's provider routing preferences (`provider` in the request)."""
+
+    order: list[str] | None = None
+    allow_fallbacks: bool | None = None
+    require_parameters: bool | None = None
+    data_collection: Literal["allow", "deny"] | None = None
+    only: list[str] | None = None
+    ignore: list[str] | None = None
+    sort: Literal["price", "throughput", "latency"] | None = None
+    max_price: dict[str, Decimal] | None = None  # USD per million tokens (prompt, completion, request, image)
+    zdr: bool | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for name in ("order", "allow_fallbacks", "require_parameters", "data_collection", "only",
+                     "ignore", "sort", "zdr"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.max_price:
+            body["max_price"] = {key: str(value) for key, value in self.max_price.items()}
+        return body
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat completion request with every OpenRouter extra a chat bot needs."""
+
+    model: str
+    messages: list[Message]
+    models: list[str] | None = None  # fallback list, tried in order after `model`
+    provider: ProviderPreferences | None = None
+    plugins: list[dict[str, Any]] | None = None
+    reasoning: dict[str, Any] | None = None  # e.g. {"effort": "low"} or {"max_tokens": 2000} or {"exclude": True}
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
+    max_tokens: int | None = None
+    temperature: float | None = None
+    user: str | None = None  # a stable pseudonymous id of the person asking
+    session_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_body(self, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages, "stream": stream}
+        if self.models:
+            body["models"] = list(self.models)
+        if self.provider is not None:
+            prefs = self.provider.to_body()
+            if prefs:
+                body["provider"] = prefs
+        for name in ("plugins", "reasoning", "tools", "tool_choice", "response_format", "max_tokens",
+                     "temperature", "user", "session_id"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        # Usage accounting: the cost and token counts arrive in the response (always, nowadays;
+        # `usage.include` is how OpenRouter documents asking for it).
+        body["usage"] = {"include": True}
+        body.update(self.extra)
+        return body
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    cost: Decimal | None = None  # USD, what OpenRouter charged
+    is_byok: bool = False
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> Usage:
+        details = raw.get("completion_tokens_details") or {}
+        prompt_details = raw.get("prompt_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(raw.get("prompt_tokens") or 0),
+            completion_tokens=int(raw.get("completion_tokens") or 0),
+            total_tokens=int(raw.get("total_tokens") or 0),
+            reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            cost=to_decimal(raw.get("cost")),
+            is_byok=bool(raw.get("is_byok")),
+        )
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, assembled from the stream's fragments
+    type: str = "function"
+
+    def parsed_arguments(self) -> Any:
+        return json.loads(self.arguments) if self.arguments.strip() else {}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(slots=True)
+class Completion:
+    """What a chat completion produced, streamed or not, complete or cut short."""
+
+    generation_id: str | None = None
+    model: str | None = None  # the model that actually answered
+    provider: str | None = None  # the provider that actually served it
+    content: str = ""
+    reasoning: str = ""
+    reasoning_details: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None  # normalized: stop, length, tool_calls, content_filter, error
+    native_finish_reason: str | None = None  # what the provider said
+    usage: Usage | None = None
+    refusal: str | None = None
+
+    @property
+    def cost(self) -> Decimal | None:
+        return self.usage.cost if self.usage else None
+
+    def json(self) -> Any:
+        """The answer parsed as JSON (for JSON mode / structured outputs)."""
+        return json.loads(self.content)
+
+
+@dataclass(slots=True)
+class ChatDelta:
+    """A piece of a streamed answer: visible text and reasoning are kept apart."""
+
+    content: str = ""
+    reasoning: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One entry of OpenRouter's models catalogue. Prices are exact, in USD per token."""
+
+    id: str
+    name: str
+    context_length: int
+    max_completion_tokens: int | None
+    prompt_price: Decimal
+    completion_price: Decimal
+    request_price: Decimal
+    image_price: Decimal
+    input_modalities: tuple[str, ...]
+    output_modalities: tuple[str, ...]
+    supported_parameters: frozenset[str]
+    description: str = ""
+    canonical_slug: str | None = None
+
+    @property
+    def vision(self) -> bool:
+        return "image" in self.input_modalities
+
+    @property
+    def accepts_files(self) -> bool:
+        return "file" in self.input_modalities
+
+    @property
+    def is_free(self) -> bool:
+        return self.prompt_price == 0 and self.completion_price == 0 and self.request_price == 0
+
+    def supports(self, parameter: str) -> bool:
+        return parameter in self.supported_parameters
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> ModelInfo:
+        pricing = raw.get("pricing") or {}
+        architecture = raw.get("architecture") or {}
+        top = raw.get("top_provider") or {}
+        context = raw.get("context_length") or top.get("context_length") or 0
+        max_completion = top.get("max_completion_tokens")
+
+        def price(key: str) -> Decimal:
+            value = to_decimal(pricing.get(key))
+            # OpenRouter marks variable-priced routers such as openrouter/auto with "-1".
+            return value if value is not None and value >= 0 else Decimal(0)
+
+        return cls(
+            id=str(raw["id"]),
+            name=str(raw.get("name") or raw["id"]),
+            context_length=int(context),
+            max_completion_tokens=int(max_completion) if max_completion else None,
+            prompt_price=price("prompt"),
+            completion_price=price("completion"),
+            request_price=price("request"),
+            image_price=price("image"),
+            input_modalities=tuple(architecture.get("input_modalities") or ("text",)),
+            output_modalities=tuple(architecture.get("output_modalities") or ("text",)),
+            supported_parameters=frozenset(raw.get("supported_parameters") or ()),
+            description=str(raw.get("description") or ""),
+            canonical_slug=raw.get("canonical_slug"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    label: str
+    limit: Decimal | None  # USD; None means no limit
+    usage: Decimal
+    limit_remaining: Decimal | None
+    limit_reset: str | None
+    is_free_tier: bool
+    usage_monthly: Decimal | None = None
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> KeyInfo:
+        data = raw.get("data", raw)
+        return cls(
+            label=str(data.get("label") or ""),
+            limit=to_decimal(data.get("limit")),
+            usage=to_decimal(data.get("usage")) or Decimal(0),
+            limit_remaining=to_decimal(data.get("limit_remaining")),
+            limit_reset=data.get("limit_reset"),
+            is_free_tier=bool(data.get("is_free_tier")),
+            usage_monthly=to_decimal(data.get("usage_monthly")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationStats:
+    """`GET /generation`: what a finished generation really cost and who served it."""
+
+    id: str
+    total_cost: Decimal
+    model: str | None
+    provider: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    native_finish_reason: str | None
+    cancelled: bool = False
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> GenerationStats:
+        data = raw.get("data", raw)
+
+        def opt_int(key: str) -> int | None:
+            value = data.get(key)
+            return int(value) if value is not None else None
+
+        return cls(
+            id=str(data.get("id") or ""),
+            total_cost=to_decimal(data.get("total_cost")) or Decimal(0),
+            model=data.get("model"),
+            provider=data.get("provider_name"),
+            prompt_tokens=opt_int("tokens_prompt"),
+            completion_tokens=opt_int("tokens_completion"),
+            finish_reason=data.get("finish_reason"),
+            native_finish_reason=data.get("native_finish_reason"),
+            cancelled=bool(data.get("cancelled")),
+        )

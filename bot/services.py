@@ -1,0 +1,50 @@
+"""The process's long-lived parts, built once from the settings and closed on shutdown.
+
+Nothing here imports discord.py: the Discord layer receives a `Services` and translates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.openrouter.catalogue import ModelCatalogue
+from bot.openrouter.client import OpenRouterClient, Timeouts
+from bot.openrouter.retry import RetryPolicy
+from bot.settings import Settings
+from bot.store.database import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    openrouter: OpenRouterClient
+    catalogue: ModelCatalogue
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        db = Database(settings.database_path)
+        await db.open()
+        try:
+            await db.migrate()
+        except BaseException:
+            await db.close()
+            raise
+        client = OpenRouterClient(
+            api_key=settings.openrouter_api_key.get_secret_value(),
+            base_url=settings.base_url,
+            app_url=settings.app_url,
+            app_title=settings.app_title,
+            timeouts=Timeouts(connect=settings.connect_timeout_seconds,
+                              first_byte=settings.first_byte_timeout_seconds,
+                              idle=settings.idle_timeout_seconds),
+            retry=RetryPolicy(max_retries=settings.request_max_retries,
+                              budget=settings.request_retry_budget_seconds),
+        )
+        catalogue = ModelCatalogue(client.list_models, ttl=settings.models_cache_ttl_seconds)
+        return cls(settings=settings, db=db, openrouter=client, catalogue=catalogue)
+
+    async def close(self) -> None:
+        await self.catalogue.close()
+        await self.openrouter.aclose()
+        await self.db.close()

@@ -1,0 +1,110 @@
+"""Configuration, read once from environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_ALLOWED_MODELS = (
+    "openai/gpt-4o-mini",
+    "openai/gpt-4.1-mini",
+    "google/gemini-2.5-flash",
+    "anthropic/claude-haiku-4.5",
+    "meta-llama/*:free",
+    "deepseek/*",
+)
+
+
+class Settings(BaseSettings):
+    """Every setting the bot reads. Names are the environment variables, case-insensitive."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    discord_token: SecretStr
+    openrouter_api_key: SecretStr
+    openrouter_base_url: AnyHttpUrl = AnyHttpUrl("https://openrouter.ai/api/v1")
+    database_path: Path = Path("data/bot.sqlite3")
+    default_model: str = "openai/gpt-4o-mini"
+    app_url: str = "https://github.com/openrouter-discord-bot"
+    app_title: str = "OpenRouter Discord Bot"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # OpenRouter client behaviour
+    request_max_retries: int = Field(default=3, ge=0, le=10)
+    request_retry_budget_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    first_byte_timeout_seconds: float = Field(default=60.0, gt=0)
+    idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    models_cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+
+    # Chat behaviour
+    allow_dms: bool = True
+    system_prompt: str = "You are a helpful assistant in a Discord server. Answer concisely; use Markdown."
+    max_answer_tokens: int = Field(default=2048, ge=16)
+    stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2)
+    show_reasoning: bool = True
+    fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Moderation and money
+    default_allowed_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_MODELS)
+    )
+    default_guild_monthly_quota_usd: Decimal = Field(default=Decimal("10"), ge=0)
+    default_member_monthly_quota_usd: Decimal = Field(default=Decimal("2"), ge=0)
+    owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    @field_validator("fallback_models", "default_allowed_models", "owner_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """Lists are written as comma-separated values: `FALLBACK_MODELS=a/b,c/d`."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("default_model")
+    @classmethod
+    def _model_slug(cls, value: str) -> str:
+        value = value.strip()
+        if "/" not in value:
+            raise ValueError("must be an OpenRouter model id such as 'openai/gpt-4o-mini'")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        return str(self.openrouter_base_url).rstrip("/")
+
+    @property
+    def allowed_models_default(self) -> list[str]:
+        """The operator's default allowlist, which always includes DEFAULT_MODEL."""
+        models = list(self.default_allowed_models)
+        if self.default_model not in models:
+            models.insert(0, self.default_model)
+        return models
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; turn pydantic's report into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"] if isinstance(part, str)).upper() or "SETTINGS"
+        if error["type"] == "missing":
+            problems.append(f"{name} is not set")
+        else:
+            problems.append(f"{name} is invalid: {error['msg']}")
+    return "configuration error: " + "; ".join(problems)

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.store.database import Database, Migration, MigrationError, load_migrations, migrations_dir
+
+
+async def test_fresh_database_is_migrated_in_wal_with_foreign_keys(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        applied = await db.migrate()
+        assert applied == [m.version for m in load_migrations()]
+        assert (await db.fetchone("PRAGMA journal_mode"))[0] == "wal"
+        assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1
+        assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000
+        rows = await db.fetchall("SELECT version, name FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == applied
+        tables = {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"conversations", "turns", "attachments"} <= tables
+
+
+async def test_running_twice_changes_nothing(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        await db.migrate()
+        before = await db.fetchall("SELECT * FROM schema_migrations")
+    async with Database(db_path) as db:
+        assert await db.migrate() == []
+        after = await db.fetchall("SELECT * FROM schema_migrations")
+    assert [tuple(r) for r in before] == [tuple(r) for r in after]
+
+
+async def test_newer_database_is_refused(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        await db.migrate()
+        await db.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'from_the_future')")
+    async with Database(db_path) as db:
+        with pytest.raises(MigrationError, match="newer than this code"):
+            await db.migrate()
+
+
+async def test_failed_migration_is_rolled_back_and_not_recorded(db_path: Path) -> None:
+    good = Migration(1, "good", "CREATE TABLE a (x INTEGER);")
+    bad = Migration(2, "bad", "CREATE TABLE b (x INTEGER); INSERT INTO nowhere VALUES (1);")
+    async with Database(db_path) as db:
+        with pytest.raises(MigrationError, match="0002_bad failed"):
+            await db.migrate([good, bad])
+        assert await db.schema_version() == 1
+        names = {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "a" in names and "b" not in names
+        # the connection is usable afterwards
+        await db.execute("INSERT INTO a VALUES (1)")
+
+
+def test_migrations_are_found_without_relying_on_the_working_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = migrations_dir()
+    assert folder.is_absolute()
+    assert (folder / "0001_conversations.sql").is_file()
+
+
+def test_misnamed_or_gapped_migrations_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("SELECT 1;")
+    (tmp_path / "0003_c.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="without gaps"):
+        load_migrations(tmp_path)
+    (tmp_path / "2_b.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+        load_migrations(tmp_path)
+
+
+async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        started = asyncio.Event()
+
+        async def failing() -> None:
+            async with db.transaction():
+                await db.execute("INSERT INTO t VALUES (1)")
+                started.set()
+                await asyncio.sleep(0.05)
+                raise RuntimeError("boom")
+
+        async def bystander() -> None:
+            await started.wait()
+            await db.execute("INSERT INTO t VALUES (2)")  # waits for the transaction, then commits alone
+
+        results = await asyncio.gather(failing(), bystander(), return_exceptions=True)
+        assert isinstance(results[0], RuntimeError) and results[1] is None
+        assert [r[0] for r in await db.fetchall("SELECT x FROM t")] == [2]
+
+
+async def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
+    """The wheel carries migrations/ as bot/_migrations, so an installed bot finds them."""
+    import zipfile
+
+    root = Path(__file__).resolve().parents[2]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        pytest.fail(f"building the wheel failed: {out.decode()[-600:]}")
+    wheel = next(tmp_path.glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(n for n in names if n.startswith("bot/_migrations/"))
+    assert shipped == sorted(f"bot/_migrations/{p.name}" for p in (root / "migrations").glob("*.sql"))
