@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_retries: int = 3  # retries after the first attempt

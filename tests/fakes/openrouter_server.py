@@ -212,7 +212,11 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        texts = [
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        ]
         return "\n".join(texts)
     return ""
 
@@ -220,7 +224,9 @@ def _content_text(content: Any) -> str:
 def _count_images(content: Any) -> int:
     if not isinstance(content, list):
         return 0
-    return sum(1 for part in content if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"))
+    return sum(
+        1 for part in content if isinstance(part, dict) and part.get("type") in ("image_url", "input_image")
+    )
 
 
 def echo_reply(body: dict[str, Any]) -> str:
@@ -286,7 +292,10 @@ class FakeOpenRouter:
     """Fake OpenRouter API on 127.0.0.1 (aiohttp). See the module docstring and the tests."""
 
     def __init__(self, *, models_fixture: str = "models-sample.json") -> None:
-        self.models: list[dict[str, Any]] = copy.deepcopy(fixture_json(models_fixture)["data"])
+        models_body = fixture_json(models_fixture)
+        self.models: list[dict[str, Any]] = copy.deepcopy(models_body["data"])
+        # other top-level keys of the recorded /models body ("total_count", "links")
+        self._models_envelope: dict[str, Any] = {k: v for k, v in models_body.items() if k != "data"}
         self.key_info: dict[str, Any] = copy.deepcopy(fixture_json("key-sample-docs.json"))
         self.requests: list[Recorded] = []
         self.record_requests: bool = True
@@ -366,6 +375,13 @@ class FakeOpenRouter:
     def pending(self, route: str) -> int:
         """How many scripted replies are still queued for ``route``."""
         return len(self._scripts[route])
+
+    def models_body(self) -> dict[str, Any]:
+        """The default /models body: ``{"data": self.models}`` plus the recording's other keys."""
+        body: dict[str, Any] = {"data": self.models, **self._models_envelope}
+        if "total_count" in body:
+            body["total_count"] = len(self.models)
+        return body
 
     def chat_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and r.path == f"{API_PREFIX}/chat/completions"]
@@ -479,7 +495,7 @@ class FakeOpenRouter:
                 return self._invalid_body()
             return self._nonstream_response(request, body)
         if route == "models":
-            return self._json(200, {"data": self.models})
+            return self._json(200, self.models_body())
         if route == "key":
             return self._json(200, self.key_info)
         return self._generation_lookup(request)
@@ -500,11 +516,11 @@ class FakeOpenRouter:
             return await self._send_bulk(request, body, plan)
         frames = self._plan_frames(plan)
         delays = self._pacing_delays(plan, len(frames))
-        return await self._stream(request, frames, delays=delays, gen_id=plan.gen_id)
+        return await self._stream(request, frames, delays=delays, gen_id=plan.gen_id, plan=plan)
 
     async def _handle_models(self, request: web.Request) -> web.StreamResponse:
         scripted = await self._route("models", request)
-        return scripted if scripted is not None else self._json(200, {"data": self.models})
+        return scripted if scripted is not None else self._json(200, self.models_body())
 
     async def _handle_key(self, request: web.Request) -> web.StreamResponse:
         scripted = await self._route("key", request)
@@ -863,7 +879,12 @@ class FakeOpenRouter:
                     "logprobs": None,
                     "finish_reason": plan.finish_reason,
                     "native_finish_reason": plan.native_finish_reason,
-                    "message": {"role": "assistant", "content": plan.text, "refusal": None, "reasoning": None},
+                    "message": {
+                        "role": "assistant",
+                        "content": plan.text,
+                        "refusal": None,
+                        "reasoning": None,
+                    },
                 }
             ],
             "usage": self._usage(plan),

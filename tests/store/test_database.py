@@ -45,7 +45,7 @@ async def test_failed_migration_is_rolled_back_and_not_recorded(db_path: Path) -
     good = Migration(1, "good", "CREATE TABLE a (x INTEGER);")
     bad = Migration(2, "bad", "CREATE TABLE b (x INTEGER); INSERT INTO nowhere VALUES (1);")
     async with Database(db_path) as db:
-        with pytest.raises(MigrationError, match="0002_bad failed"):
+        with pytest.raises(MigrationError, match=r"0002_bad failed"):
             await db.migrate([good, bad])
         assert await db.schema_version() == 1
         names = {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -67,7 +67,7 @@ def test_misnamed_or_gapped_migrations_are_refused(tmp_path: Path) -> None:
     with pytest.raises(MigrationError, match="without gaps"):
         load_migrations(tmp_path)
     (tmp_path / "2_b.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         load_migrations(tmp_path)
 
 
@@ -92,18 +92,17 @@ async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(db
         assert [r[0] for r in await db.fetchall("SELECT x FROM t")] == [2]
 
 
-async def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
+def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     """The wheel carries migrations/ as bot/_migrations, so an installed bot finds them."""
+    import subprocess
     import zipfile
 
     root = Path(__file__).resolve().parents[2]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True, timeout=120,
     )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        pytest.fail(f"building the wheel failed: {out.decode()[-600:]}")
+    assert proc.returncode == 0, proc.stdout[-600:] + proc.stderr[-600:]
     wheel = next(tmp_path.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("bot/_migrations/"))
