@@ -9,6 +9,7 @@ CREATE TABLE conversations (
     owner_id       INTEGER NOT NULL,        -- who started it
     model          TEXT    NOT NULL,
     title          TEXT    NOT NULL DEFAULT '',
+    trim_notified  INTEGER NOT NULL DEFAULT 0,  -- told once that old turns no longer fit
     created_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated_at     TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
@@ -18,6 +19,7 @@ CREATE TABLE turns (
     id                   INTEGER PRIMARY KEY,
     conversation_id      INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
     role                 TEXT    NOT NULL CHECK (role IN ('user', 'assistant')),
+    reply_to             INTEGER REFERENCES turns (id),  -- an answer's user turn
     author_id            INTEGER,           -- the Discord user for user turns
     discord_message_id   INTEGER,           -- the user's message, or the first message of an answer
     discord_message_ids  TEXT    NOT NULL DEFAULT '[]',  -- JSON list: every message an answer spans
@@ -54,3 +56,9 @@ CREATE TABLE attachments (
     text         TEXT                       -- text-like files, decoded
 );
 CREATE INDEX attachments_turn ON attachments (turn_id);
+
+-- Small facts the bot keeps about itself (e.g. the hash of the last slash-command sync).
+CREATE TABLE bot_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -4,6 +4,14 @@ It speaks OpenRouter's wire format (SSE chat streams, JSON bodies, JSON error en
 sockets on 127.0.0.1, using aiohttp. Responses can be scripted per route; when a route's script queue
 is empty the route's default behaviour applies (a generated chat stream, the models list, ...).
 
+In tests::
+
+    async with FakeOpenRouter() as fake:            # or: fake = FakeOpenRouter(); await fake.start()
+        fake.script("chat", JSONReply(status=429, body=fixture_json("error-429-upstream-provider.json"),
+                                      headers={"Retry-After": "1"}))
+        ...  # point the client at fake.base_url; the 2nd chat request gets the default generated stream
+        assert fake.chat_requests()[0].json()["model"] == "openai/gpt-4o"
+
 Standalone (for benchmarks)::
 
     python -m tests.fakes.openrouter_server --port 0 --chunks 20000
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import functools
 import json
 import math
 import random
@@ -50,6 +59,7 @@ __all__ = [
     "fixture_bytes",
     "fixture_json",
     "main",
+    "split_sse",
     "sse_frames",
 ]
 
@@ -70,6 +80,8 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 _BATCH_BYTES = 64 * 1024
 _BULK_ID = "gen-9999999999-BULKPLACEHOLDER000000"
 _BULK_CREATED = 9999999999
+_BULK_MODEL = "@@fake-bulk-model@@"
+_BULK_PROVIDER = "@@fake-bulk-provider@@"
 _BULK_TEXT = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. "
 _DEC_MARK = "__fake_or_decimal__"
 _DEC_RE = re.compile(rf'"{_DEC_MARK}([-0-9.]+)"')
@@ -130,6 +142,12 @@ def _dumps(obj: Any) -> str:
 def data_frame(obj: Any) -> bytes:
     """One SSE ``data:`` frame holding ``obj`` as compact JSON."""
     return b"data: " + _dumps(obj).encode() + b"\n\n"
+
+
+@functools.cache
+def _generation_template() -> dict[str, Any]:
+    data: dict[str, Any] = fixture_json("generation-sample-docs.json")["data"]
+    return data
 
 
 def _new_gen_id(now: int | None = None) -> str:
@@ -325,7 +343,8 @@ class FakeOpenRouter:
         self._scripts: dict[str, deque[Reply]] = {route: deque() for route in ROUTES}
         self._runner: web.AppRunner | None = None
         self._active: set[asyncio.Task[Any]] = set()
-        self._bulk_cache: dict[tuple[str, str, int, int], list[bytes]] = {}
+        self._bulk_templates: dict[tuple[int, int, bool], list[bytes]] = {}
+        self._bulk_cache: dict[tuple[str, str, int, int, bool], list[bytes]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -736,7 +755,7 @@ class FakeOpenRouter:
         images: int,
         body: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        template: dict[str, Any] = fixture_json("generation-sample-docs.json")["data"]
+        template = _generation_template()
         now = int(time.time())
         total = float(cost) if isinstance(cost, int | float | Decimal) else 0.0
         body = body or {}
@@ -788,7 +807,9 @@ class FakeOpenRouter:
         )
         self.generations[gen_id] = data
         while len(self.generations) > max(1, self.max_generations):
-            self.generations.pop(next(iter(self.generations)))
+            oldest = next(iter(self.generations))
+            del self.generations[oldest]
+            self._generation_lookups.pop(oldest, None)
         return data
 
     def _register_plan(
@@ -974,6 +995,10 @@ class FakeOpenRouter:
             await resp.prepare(request)
             loop = asyncio.get_running_loop()
             target = loop.time()
+            # Generated streams send frames that are due at the same moment in one write (fewer
+            # syscalls); scripted frames always go out one write each.
+            coalesce = plan is not None and not split_writes
+            pending: list[bytes] = []
             for i, frame in enumerate(frames):
                 if drop_after is not None and i >= drop_after:
                     break
@@ -982,13 +1007,21 @@ class FakeOpenRouter:
                     wait += delays[i]
                 if wait > 0:
                     target = max(target, loop.time() - 0.05) + wait
-                    await self._sleep_until(resp, target, keepalive_every)
-                if split_writes:
+                    if target > loop.time():
+                        if pending:
+                            await resp.write(b"".join(pending))
+                            pending.clear()
+                        await self._sleep_until(resp, target, keepalive_every)
+                if coalesce:
+                    pending.append(frame)
+                elif split_writes:
                     await self._write_split(resp, frame, split_pause)
                 else:
                     await resp.write(frame)
             else:
                 completed = True
+            if pending:
+                await resp.write(b"".join(pending))
             if not completed:
                 # Abrupt cut: flush what was written, then FIN without the chunked terminator.
                 transport = request.transport
@@ -1036,24 +1069,67 @@ class FakeOpenRouter:
 
     # ---------------------------------------------------------------- bulk (benchmark) streams
 
+    def prepare_bulk(self) -> None:
+        """Pre-build the ``stream_chunks`` frames now (otherwise done on the first bulk request)."""
+        if self.stream_chunks is not None:
+            self._bulk_template(self.stream_chunks, max(1, self.chunk_chars))
+
+    def _bulk_template(self, n: int, size: int) -> list[bytes]:
+        """``n`` content frames of ``size`` chars with placeholder id/created/model/provider, in ~64 KiB
+        batches. Built once per (n, size, finish style)."""
+        key = (n, size, self.separate_finish_chunk)
+        template = self._bulk_templates.get(key)
+        if template is not None:
+            return template
+        total = n * size
+        text = (_BULK_TEXT * (total // len(_BULK_TEXT) + 1))[:total]
+        plan = _Plan(
+            gen_id=_BULK_ID,
+            created=_BULK_CREATED,
+            model=_BULK_MODEL,
+            provider=_BULK_PROVIDER,
+            pieces=[text[i : i + size] for i in range(0, total, size)] or [""],
+            text=text,
+            finish_reason="stop",
+            native_finish_reason="stop",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=Decimal(0),
+            prompt_cost=Decimal(0),
+            completion_cost=Decimal(0),
+            images=0,
+            router=None,
+        )
+        template = []
+        batch: list[bytes] = []
+        batch_size = 0
+        for frame in self._content_frames(plan, _BULK_ID, _BULK_CREATED):
+            batch.append(frame)
+            batch_size += len(frame)
+            if batch_size >= _BATCH_BYTES:
+                template.append(b"".join(batch))
+                batch, batch_size = [], 0
+        if batch:
+            template.append(b"".join(batch))
+        if len(self._bulk_templates) >= 4:
+            self._bulk_templates.clear()
+        self._bulk_templates[key] = template
+        return template
+
     def _bulk_batches(self, plan: _Plan) -> list[bytes]:
-        """Content frames for ``stream_chunks`` mode, pre-built once and joined into ~64 KiB batches."""
-        key = (plan.model, plan.provider, len(plan.pieces), max(1, self.chunk_chars))
+        """The bulk template with this request's model and provider filled in (cached)."""
+        size = max(1, self.chunk_chars)
+        key = (plan.model, plan.provider, len(plan.pieces), size, self.separate_finish_chunk)
         cached = self._bulk_cache.get(key)
         if cached is None:
-            frames = self._content_frames(plan, _BULK_ID, _BULK_CREATED)
-            cached = []
-            batch: list[bytes] = []
-            size = 0
-            for frame in frames:
-                batch.append(frame)
-                size += len(frame)
-                if size >= _BATCH_BYTES:
-                    cached.append(b"".join(batch))
-                    batch, size = [], 0
-            if batch:
-                cached.append(b"".join(batch))
-            if len(self._bulk_cache) > 16:
+            model = _dumps(plan.model).encode()
+            provider = _dumps(plan.provider).encode()
+            old_model, old_provider = _dumps(_BULK_MODEL).encode(), _dumps(_BULK_PROVIDER).encode()
+            cached = [
+                b.replace(old_model, model).replace(old_provider, provider)
+                for b in self._bulk_template(len(plan.pieces), size)
+            ]
+            if len(self._bulk_cache) >= 16:
                 self._bulk_cache.clear()
             self._bulk_cache[key] = cached
         return cached
@@ -1106,6 +1182,7 @@ async def _serve(args: argparse.Namespace) -> None:
     fake.chunk_chars = args.chunk_chars
     fake.tokens_per_second = args.tokens_per_second
     fake.record_requests = bool(args.record)
+    fake.prepare_bulk()
     await fake.start(host=args.host, port=args.port)
     print(fake.base_url, flush=True)
     stop = asyncio.Event()

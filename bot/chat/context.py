@@ -1,0 +1,123 @@
+"""From stored turns to the messages a model sees, trimmed to its context window: pure functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.chat.attachments import data_url, text_block
+from bot.openrouter.types import Message, file_part, image_part, text_part
+from bot.store.conversations import Turn
+
+IMAGE_TOKENS = 1_100  # a conservative guess for one image; providers count 85–1,600
+PDF_TOKENS_PER_KB = 12
+MESSAGE_OVERHEAD = 4
+ANSWERABLE = ("complete", "stopped", "interrupted", "error")
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A deliberately generous estimate (about 3.5 characters a token for English and code)."""
+    return math.ceil(len(text) / 3.5)
+
+
+def estimate_tokens(message: Message) -> int:
+    content: Any = message.get("content")
+    tokens = MESSAGE_OVERHEAD
+    if isinstance(content, str):
+        return tokens + estimate_text_tokens(content)
+    for part in content or ():
+        kind = part.get("type")
+        if kind == "text":
+            tokens += estimate_text_tokens(part["text"])
+        elif kind == "image_url":
+            tokens += IMAGE_TOKENS
+        elif kind == "file":
+            tokens += PDF_TOKENS_PER_KB * (len(part["file"].get("file_data", "")) * 3 // 4 // 1024 + 1)
+    return tokens
+
+
+def count_images(messages: Sequence[Message]) -> int:
+    return sum(1 for m in messages if isinstance(m.get("content"), list)
+               for p in m["content"] if p.get("type") == "image_url")
+
+
+def turn_message(turn: Turn) -> Message | None:
+    """One stored turn as a chat message; None when there is nothing to say."""
+    if turn.role == "assistant":
+        if turn.status not in ANSWERABLE or not turn.content.strip():
+            return None
+        return {"role": "assistant", "content": turn.content}
+    parts: list[dict[str, Any]] = []
+    texts = [turn.content] if turn.content.strip() else []
+    for attachment in turn.attachments:
+        if attachment.kind == "text":
+            texts.append(text_block(attachment))
+    if texts:
+        parts.append(text_part("\n\n".join(texts)))
+    for attachment in turn.attachments:
+        if attachment.kind == "image":
+            if attachment.data is not None:
+                parts.append(image_part(data_url(attachment)))
+            else:
+                parts.append(text_part(f"[an earlier image, {attachment.filename}, is no longer shown]"))
+        elif attachment.kind == "pdf" and attachment.data is not None:
+            parts.append(file_part(attachment.filename, data_url(attachment)))
+    if not parts:
+        return None
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return {"role": "user", "content": parts[0]["text"]}
+    return {"role": "user", "content": parts}
+
+
+def ordered_history(turns: Sequence[Turn], current: Turn) -> list[Turn]:
+    """The turns before `current`, each answer right after the question it answers.
+
+    Messages can arrive while an answer streams; ordering by id alone would put a later question
+    before an earlier answer.
+    """
+    answers: dict[int, list[Turn]] = {}
+    for turn in turns:
+        if turn.role == "assistant" and turn.reply_to is not None:
+            answers.setdefault(turn.reply_to, []).append(turn)
+    ordered: list[Turn] = []
+    for turn in turns:
+        if turn.role != "user" or turn.id >= current.id:
+            continue
+        ordered.append(turn)
+        ordered.extend(answers.get(turn.id, ()))
+    return ordered
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltContext:
+    messages: list[Message]
+    dropped_turns: int
+    prompt_tokens: int  # estimated
+
+
+def build_context(system_prompt: str | None, history: Sequence[Turn], current: Turn, *,
+                  context_length: int, reserve_for_answer: int) -> BuiltContext:
+    """System prompt + as much recent history as fits + the newest turn.
+
+    History is dropped oldest first; the system prompt and the newest turn always stay.
+    """
+    system: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    newest = turn_message(current) or {"role": "user", "content": current.content or "(empty message)"}
+    budget = max(0, context_length - reserve_for_answer) if context_length else 1 << 60
+    used = sum(estimate_tokens(m) for m in system) + estimate_tokens(newest)
+    candidates = [m for m in (turn_message(t) for t in ordered_history(history, current)) if m is not None]
+    kept: list[Message] = []
+    for message in reversed(candidates):
+        cost = estimate_tokens(message)
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    # a conversation should not open with an orphaned answer
+    while kept and kept[0]["role"] == "assistant":
+        used -= estimate_tokens(kept.pop(0))
+    dropped = len(candidates) - len(kept)
+    return BuiltContext(messages=[*system, *kept, newest], dropped_turns=dropped, prompt_tokens=used)

@@ -1,0 +1,345 @@
+"""Conversations as the bot runs them: store the question, stream the answer, store the answer.
+
+This is the core of the chat feature and knows nothing of discord.py. The Discord layer gives it an
+`AnswerView` to show an answer in, and asks it to `stop()` one (the Stop button) or all (shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from bot.chat.attachments import AttachmentLimits, Rejected
+from bot.chat.context import build_context, count_images, estimate_text_tokens
+from bot.chat.costs import estimate_cost
+from bot.logs import get_logger
+from bot.money import to_nusd
+from bot.openrouter.catalogue import ModelCatalogue
+from bot.openrouter.client import OpenRouterClient, RetryNotice
+from bot.openrouter.errors import OpenRouterError
+from bot.openrouter.types import ChatRequest, Completion, ModelInfo, ProviderPreferences
+from bot.store.conversations import AnswerRecord, Conversation, ConversationRepo, StoredAttachment, Turn
+
+log = get_logger(__name__)
+
+AUTO_MODEL = "openrouter/auto"
+UNKNOWN_CONTEXT = 32_000
+
+
+class AnswerView(Protocol):
+    """How the Discord layer shows one answer. `append` must not block: rendering is paced apart."""
+
+    async def begin(self) -> None:
+        """Called when this answer's turn comes: show that it started (e.g. post a placeholder)."""
+
+    def message_ids(self) -> list[int]: ...
+
+    def append(self, content: str, reasoning: str) -> None: ...
+
+    async def notice(self, text: str) -> None: ...
+
+    async def finish(self, outcome: AnswerOutcome) -> None: ...
+
+
+@dataclass(slots=True)
+class AnswerOutcome:
+    status: str  # complete, stopped, error, interrupted, refused
+    content: str = ""
+    reasoning: str = ""
+    model: str | None = None
+    provider: str | None = None
+    tokens: int | None = None
+    cost: Decimal | None = None
+    cost_source: str | None = None  # usage, generation, estimate
+    finish_reason: str | None = None
+    error_message: str | None = None
+    stopped_by: int | None = None
+    turn_id: int | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatConfig:
+    system_prompt: str | None
+    max_answer_tokens: int = 2048
+    fallback_models: tuple[str, ...] = ()
+    attachment_limits: AttachmentLimits = field(default_factory=AttachmentLimits)
+    generation_lookup_attempts: int = 3
+    generation_lookup_delay: float = 0.5
+
+
+@dataclass(slots=True)
+class ActiveAnswer:
+    turn_id: int
+    conversation_id: int
+    asker_id: int | None
+    task: asyncio.Task[None] | None = None
+    stopped_by: int | None = None
+    stop_reason: str | None = None
+    cancelled_from_outside: bool = False
+    view: AnswerView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """Per-request choices made by policy (the moderation layer): what may be asked, and how."""
+
+    model: str
+    max_tokens: int
+    fallback_models: tuple[str, ...] = ()
+    provider: ProviderPreferences | None = None
+    system_prompt: str | None = None
+
+
+def pseudonymous_user(user_id: int | None) -> str | None:
+    """A stable id for OpenRouter's abuse isolation that does not reveal the Discord id."""
+    if user_id is None:
+        return None
+    return "discord-" + hashlib.sha256(f"discord-user:{user_id}".encode()).hexdigest()[:24]
+
+
+class ChatService:
+    def __init__(self, *, repo: ConversationRepo, client: OpenRouterClient, catalogue: ModelCatalogue,
+                 config: ChatConfig) -> None:
+        self.repo = repo
+        self.client = client
+        self.catalogue = catalogue
+        self.config = config
+        self.active: dict[int, ActiveAnswer] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- conversations ----------------------------------------------------------------------------
+
+    async def start_conversation(self, *, guild_id: int | None, channel_id: int, owner_id: int, model: str,
+                                 title: str, thread_id: int | None = None) -> Conversation:
+        conversation = await self.repo.create(guild_id=guild_id, channel_id=channel_id, owner_id=owner_id,
+                                              model=model, title=title, thread_id=thread_id)
+        log.info("conversation started", conversation=conversation.id, model=model)
+        return conversation
+
+    async def add_user_turn(self, conversation: Conversation, *, author_id: int, content: str,
+                            message_id: int | None, channel_id: int | None,
+                            attachments: Sequence[StoredAttachment] = ()) -> Turn:
+        """Store a question at once, before it waits for its turn: nothing said is ever lost."""
+        return await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
+                                             message_id=message_id, channel_id=channel_id, attachments=attachments)
+
+    def lock_for(self, conversation_id: int) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = self._locks[conversation_id] = asyncio.Lock()
+        return lock
+
+    def busy(self, conversation_id: int) -> bool:
+        lock = self._locks.get(conversation_id)
+        return lock is not None and lock.locked()
+
+    async def model_info(self, model_id: str) -> ModelInfo | None:
+        await self.catalogue.ensure_loaded()
+        return self.catalogue.get(model_id)
+
+    async def vision_suggestions(self, among: Sequence[str] | None = None, limit: int = 5) -> list[str]:
+        await self.catalogue.ensure_loaded()
+        return [m.id for m in self.catalogue.vision_models(limit=limit, among=among)]
+
+    # -- answering --------------------------------------------------------------------------------
+
+    async def answer(self, conversation: Conversation, question: Turn, view: AnswerView,
+                     plan: RequestPlan | None = None) -> AnswerOutcome:
+        """Answer `question` in `conversation`, one answer at a time per conversation."""
+        async with self.lock_for(conversation.id):
+            fresh = await self.repo.get(conversation.id) or conversation
+            plan = plan or RequestPlan(model=fresh.model, max_tokens=self.config.max_answer_tokens,
+                                       fallback_models=self.config.fallback_models)
+            outcome = await self._answer_locked(fresh, question, view, plan)
+            return outcome
+
+    async def _answer_locked(self, conversation: Conversation, question: Turn, view: AnswerView,
+                             plan: RequestPlan) -> AnswerOutcome:
+        try:
+            info = await self.model_info(plan.model)
+        except OpenRouterError as exc:
+            log.warning("models catalogue unavailable", error=repr(exc))
+            info = None
+        if info is None and self.catalogue.loaded and plan.model != AUTO_MODEL:
+            return await self._refuse(view, f"The model `{plan.model}` is not available on OpenRouter. "
+                                            "Pick another one with `/model`.")
+        history = await self.repo.history(conversation.id,
+                                          image_data_for_last=self.config.attachment_limits.images_resent)
+        current = next((t for t in history if t.id == question.id), question)
+        has_images = any(a.kind == "image" for a in current.attachments)
+        if has_images and info is not None and not info.vision:
+            suggestions = await self.vision_suggestions()
+            names = ", ".join(f"`{m}`" for m in suggestions) or "one that accepts images"
+            return await self._refuse(
+                view, f"`{info.id}` cannot see images. Switch this conversation to a model that can with "
+                      f"`/model`, for example {names}, then ask again.")
+        context_length = info.context_length if info and info.context_length else UNKNOWN_CONTEXT
+        max_tokens = plan.max_tokens
+        if info and info.max_completion_tokens:
+            max_tokens = min(max_tokens, info.max_completion_tokens)
+        built = build_context(plan.system_prompt if plan.system_prompt is not None else self.config.system_prompt,
+                              history, current, context_length=context_length, reserve_for_answer=max_tokens)
+        notices: list[str] = []
+        if built.dropped_turns and not conversation.trim_notified:
+            notices.append(f"The oldest {built.dropped_turns} message(s) of this conversation no longer fit "
+                           f"the model's context window, so the model no longer sees them.")
+            await self.repo.mark_trim_notified(conversation.id)
+            await view.notice(notices[-1])
+        request = ChatRequest(
+            model=plan.model,
+            messages=built.messages,
+            models=[m for m in plan.fallback_models if m != plan.model] or None,
+            provider=plan.provider,
+            max_tokens=max_tokens,
+            user=pseudonymous_user(question.author_id),
+            session_id=f"conversation-{conversation.id}",
+        )
+        await view.begin()
+        turn_id = await self.repo.start_answer(conversation.id, reply_to=question.id, model=plan.model,
+                                               message_ids=view.message_ids(), channel_id=question.discord_channel_id)
+        active = ActiveAnswer(turn_id, conversation.id, question.author_id, view=view)
+        self.active[turn_id] = active
+        self._idle.clear()
+        try:
+            completion, error, status = await self._stream(request, view, active)
+        finally:
+            self.active.pop(turn_id, None)
+            if not self.active:
+                self._idle.set()
+        cost, source = await self._settle_cost(completion, info, built.prompt_tokens, count_images(built.messages))
+        usage = completion.usage
+        record = AnswerRecord(
+            content=completion.content, status=status, reasoning=completion.reasoning or None,
+            error=f"{error.kind}: {error.detail}" if error else None,
+            model=completion.model, provider=completion.provider, generation_id=completion.generation_id,
+            finish_reason=completion.finish_reason, native_finish_reason=completion.native_finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            reasoning_tokens=usage.reasoning_tokens if usage else None,
+            cost_nusd=to_nusd(cost) if cost is not None else None,
+        )
+        await self.repo.finish_answer(turn_id, record)
+        outcome = AnswerOutcome(
+            status=status, content=completion.content, reasoning=completion.reasoning,
+            model=completion.model or plan.model, provider=completion.provider,
+            tokens=usage.total_tokens if usage else None, cost=cost, cost_source=source,
+            finish_reason=completion.finish_reason, error_message=error.user_message if error else None,
+            stopped_by=active.stopped_by, turn_id=turn_id, notices=notices,
+        )
+        log.info("answer finished", conversation=conversation.id, turn=turn_id, status=status,
+                 generation_id=completion.generation_id, model=outcome.model, cost=str(cost), cost_source=source)
+        try:
+            await view.finish(outcome)
+        finally:
+            await self.repo.set_answer_messages(turn_id, view.message_ids())
+        if active.cancelled_from_outside:
+            raise asyncio.CancelledError
+        return outcome
+
+    async def _refuse(self, view: AnswerView, message: str) -> AnswerOutcome:
+        await view.begin()
+        outcome = AnswerOutcome(status="refused", error_message=message)
+        await view.finish(outcome)
+        return outcome
+
+    async def _stream(self, request: ChatRequest, view: AnswerView,
+                      active: ActiveAnswer) -> tuple[Completion, OpenRouterError | None, str]:
+        async def on_retry(notice: RetryNotice) -> None:
+            await view.notice(f"⏳ {notice.error.user_message} Retrying in {max(1, round(notice.delay))} s…")
+
+        stream = self.client.stream_chat(request, on_retry=on_retry)
+
+        async def consume() -> None:
+            async with stream:
+                async for delta in stream:
+                    view.append(delta.content, delta.reasoning)
+
+        task = active.task = asyncio.create_task(consume(), name=f"answer-{active.turn_id}")
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            # The caller itself is being cancelled: stop the stream, keep what arrived, and let the
+            # caller store it before the cancellation goes on (see `_answer_locked`).
+            active.cancelled_from_outside = True
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            return stream.completion, None, "interrupted"
+        if task.cancelled():
+            return stream.completion, None, "stopped"
+        exc = task.exception()
+        if exc is None:
+            return stream.completion, None, "complete"
+        if isinstance(exc, OpenRouterError):
+            return exc.partial or stream.completion, exc, "error"
+        raise exc
+
+    def find_active(self, message_id: int) -> ActiveAnswer | None:
+        """The streaming answer shown in this Discord message, if any."""
+        return next((a for a in self.active.values() if a.view is not None and message_id in a.view.message_ids()),
+                    None)
+
+    def stop(self, turn_id: int, *, by: int | None, reason: str = "user") -> bool:
+        """Stop one streaming answer (the Stop button). The partial answer is kept."""
+        active = self.active.get(turn_id)
+        if active is None or active.task is None or active.task.done():
+            return False
+        active.stopped_by = by
+        active.stop_reason = reason
+        active.task.cancel()
+        return True
+
+    async def shutdown(self, grace: float = 3.0) -> None:
+        """Let answers finish for `grace` seconds, then stop the rest (kept, marked stopped)."""
+        if self.active:
+            log.info("waiting for answers to finish", count=len(self.active), grace=grace)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        for turn_id in list(self.active):
+            self.stop(turn_id, by=None, reason="shutdown")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 5)
+
+    async def _settle_cost(self, completion: Completion, info: ModelInfo | None, prompt_tokens: int,
+                           images: int) -> tuple[Decimal | None, str | None]:
+        """The real cost: the stream's usage, else the generation endpoint, else an estimate."""
+        if completion.usage is not None and completion.usage.cost is not None:
+            return completion.usage.cost, "usage"
+        if completion.generation_id:
+            try:
+                stats = await self.client.get_generation(
+                    completion.generation_id, attempts=self.config.generation_lookup_attempts,
+                    delay=self.config.generation_lookup_delay)
+                return stats.total_cost, "generation"
+            except OpenRouterError as exc:
+                log.info("generation stats unavailable; estimating the cost", generation_id=completion.generation_id,
+                         error=repr(exc))
+        if info is None:
+            return None, None
+        if not completion.generation_id and not completion.content and not completion.reasoning:
+            return Decimal(0), "estimate"  # nothing was generated, nothing is billed
+        out_tokens = estimate_text_tokens(completion.content) + estimate_text_tokens(completion.reasoning)
+        return estimate_cost(info, prompt_tokens=prompt_tokens, completion_tokens=out_tokens, images=images), "estimate"
+
+    async def recover_interrupted(self) -> list[Turn]:
+        """Answers cut by a crash: mark them interrupted (keeping their text); return them."""
+        turns = await self.repo.streaming_turns()
+        for turn in turns:
+            await self.repo.finish_answer(turn.id, AnswerRecord(
+                content=turn.content, status="interrupted", model=turn.model,
+                error="interrupted: the bot stopped while this answer was streaming"))
+        if turns:
+            log.warning("marked interrupted answers", count=len(turns))
+        return turns
+
+
+__all__ = ["AnswerOutcome", "AnswerView", "ChatConfig", "ChatService", "Rejected", "RequestPlan"]

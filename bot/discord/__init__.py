@@ -1,0 +1,1 @@
+"""The Discord layer: translates between discord.py and the core (chat, moderation, money)."""

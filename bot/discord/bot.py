@@ -1,0 +1,81 @@
+"""The discord.py client: loads the feature extensions, syncs slash commands, owns the pacer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.chat.service import ChatService
+from bot.discord.pacing import ChannelPacer
+from bot.logs import get_logger
+from bot.services import Services
+from bot.store.state import StateRepo
+
+log = get_logger(__name__)
+
+EXTENSIONS = ("bot.discord.cogs.chat",)
+
+
+class ChatBot(commands.Bot):
+    def __init__(self, services: Services, chat: ChatService, *, pacer: ChannelPacer | None = None,
+                 extensions: tuple[str, ...] = EXTENSIONS) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         allowed_mentions=discord.AllowedMentions.none())
+        self.services = services
+        self.settings = services.settings
+        self.chat = chat
+        self.pacer = pacer or ChannelPacer()
+        self.state = StateRepo(services.db)
+        self._extensions = extensions
+        self.tree.error(self.on_app_command_error)
+
+    async def setup_hook(self) -> None:
+        for extension in self._extensions:
+            await self.load_extension(extension)
+        await self.sync_commands_if_changed()
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: chat messages are handled by the chat extension's listener."""
+
+    async def sync_commands_if_changed(self) -> bool:
+        """Register the slash commands with Discord, skipping the call when nothing changed."""
+        payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        key = f"command_sync:{self.application_id}"
+        if await self.state.get(key) == digest:
+            log.info("slash commands unchanged; not syncing")
+            return False
+        await self.tree.sync()
+        await self.state.set(key, digest)
+        log.info("slash commands synced", commands=[c["name"] for c in payload])
+        return True
+
+    async def on_app_command_error(self, interaction: discord.Interaction[Any],
+                                   error: app_commands.AppCommandError) -> None:
+        """No interaction goes unanswered, whatever failed."""
+        if isinstance(error, app_commands.CheckFailure):
+            text = str(error) or "You are not allowed to use this command here."
+        else:
+            original = getattr(error, "original", error)
+            log.error("command failed", command=interaction.command.name if interaction.command else None,
+                      error=repr(original), exc_info=original)
+            text = "Something went wrong while running this command. It has been logged."
+        await respond_ephemeral(interaction, text)
+
+
+async def respond_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await interaction.response.send_message(text, ephemeral=True,
+                                                    allowed_mentions=discord.AllowedMentions.none())
+    except discord.HTTPException as exc:
+        log.warning("could not answer an interaction", error=str(exc))

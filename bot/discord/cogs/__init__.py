@@ -1,0 +1,1 @@
+"""Feature extensions, each with one `setup()`."""

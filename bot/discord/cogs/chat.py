@@ -1,0 +1,307 @@
+"""Chat in Discord: `/chat`, conversation threads, mentions, DMs, `/model`, `/models`, the Stop button."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.chat.attachments import Rejected
+from bot.chat.service import AUTO_MODEL, AnswerOutcome, ChatService
+from bot.chat.text import thread_title
+from bot.discord.files import read_attachments
+from bot.discord.render import NO_MENTIONS, THINKING, DiscordAnswerView
+from bot.logs import get_logger
+from bot.openrouter.errors import OpenRouterError
+from bot.openrouter.types import ModelInfo
+from bot.store.conversations import Conversation, StoredAttachment
+
+if TYPE_CHECKING:
+    from bot.discord.bot import ChatBot
+
+log = get_logger(__name__)
+Interaction = discord.Interaction[Any]
+STOP_ID = "answer:stop"
+
+
+def per_million(price: Decimal) -> str:
+    value = price * 1_000_000
+    if value == 0:
+        return "free"
+    return f"${value:.2f}" if value >= Decimal("0.1") else f"${value:.3f}"
+
+
+def model_line(model: ModelInfo) -> str:
+    eye = " · 👁️ images" if model.vision else ""
+    context = f"{model.context_length // 1000:,}k ctx" if model.context_length else "ctx ?"
+    return (f"**{model.name}**\n`{model.id}` · in {per_million(model.prompt_price)} / "
+            f"out {per_million(model.completion_price)} per 1M tokens · {context}{eye}")
+
+
+def is_moderator(member: discord.abc.User | discord.Member, channel: Any) -> bool:
+    if not isinstance(member, discord.Member) or channel is None or not hasattr(channel, "permissions_for"):
+        return False
+    permissions = channel.permissions_for(member)
+    return bool(permissions.manage_messages or permissions.manage_threads or permissions.administrator)
+
+
+class StopView(discord.ui.View):
+    """The Stop button under a streaming answer: for the person who asked, or a moderator."""
+
+    def __init__(self, cog: ChatCog) -> None:
+        super().__init__(timeout=None)
+        self.cog = cog
+
+    @discord.ui.button(label="Stop", style=discord.ButtonStyle.secondary, emoji="⏹️", custom_id=STOP_ID)
+    async def stop_answer(self, interaction: Interaction, button: discord.ui.Button[StopView]) -> None:
+        await self.cog.handle_stop(interaction)
+
+
+class ChatCog(commands.Cog):
+    def __init__(self, bot: ChatBot) -> None:
+        self.bot = bot
+        self.chat: ChatService = bot.chat
+        self.settings = bot.settings
+
+    async def cog_load(self) -> None:
+        self.bot.add_view(StopView(self))  # stale Stop buttons after a restart still get an answer
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    async def known_model(self, model_id: str) -> tuple[str | None, str | None]:
+        """(model id, None) when usable, else (None, a message for the person)."""
+        model_id = model_id.strip()
+        if model_id == AUTO_MODEL:
+            return model_id, None
+        try:
+            info = await self.chat.model_info(model_id)
+        except OpenRouterError as exc:
+            return None, f"The models list is unavailable right now: {exc.user_message}"
+        if info is None:
+            close = [m.id for m in self.chat.catalogue.search(model_id, limit=5)]
+            hint = f" Did you mean {', '.join(f'`{m}`' for m in close)}?" if close else " Browse them with `/models`."
+            return None, f"`{model_id}` is not a model OpenRouter offers.{hint}"
+        return info.id, None
+
+    async def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        try:
+            await self.chat.catalogue.ensure_loaded()
+        except OpenRouterError:
+            return []
+        found = self.chat.catalogue.search(current, limit=25)
+        choices = [app_commands.Choice(name=f"{m.name} ({m.id})"[:100], value=m.id) for m in found]
+        if AUTO_MODEL.startswith(current.lower()) and len(choices) < 25:
+            choices.insert(0, app_commands.Choice(name="Auto: let OpenRouter pick (openrouter/auto)", value=AUTO_MODEL))
+        return choices[:25]
+
+    def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: Any,
+                  rejected: Sequence[Rejected]) -> DiscordAnswerView:
+        async def send_more(text: str) -> discord.Message:
+            return await channel.send(text, allowed_mentions=NO_MENTIONS)
+
+        return DiscordAnswerView(
+            open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
+            interval=self.settings.stream_edit_interval_seconds, show_reasoning=self.settings.show_reasoning,
+            stop_view=StopView(self), notices=[r.message() for r in rejected],
+        )
+
+    async def run_answer(self, conversation: Conversation, *, author_id: int, content: str,
+                         message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
+                         view: DiscordAnswerView) -> AnswerOutcome:
+        turn = await self.chat.add_user_turn(conversation, author_id=author_id, content=content,
+                                             message_id=message_id, channel_id=channel_id, attachments=attachments)
+        try:
+            return await self.chat.answer(conversation, turn, view)
+        finally:
+            if view.stop_view is not None:
+                view.stop_view.stop()
+
+    # -- /chat ------------------------------------------------------------------------------------
+
+    @app_commands.command(name="chat", description="Ask a model. The conversation goes on in a thread.")
+    @app_commands.describe(prompt="What to ask", model="Which model answers (default: the server's)",
+                           image="An image for the model to look at")
+    async def chat_command(self, interaction: Interaction, prompt: app_commands.Range[str, 1, 6000],
+                           model: str | None = None, image: discord.Attachment | None = None) -> None:
+        await interaction.response.defer(thinking=True)
+        channel = interaction.channel
+        if not isinstance(channel, discord.abc.Messageable) or interaction.channel_id is None:
+            await interaction.followup.send("I cannot chat here.", ephemeral=True)
+            return
+        existing: Conversation | None = None
+        if isinstance(channel, discord.Thread):
+            existing = await self.chat.repo.by_thread(channel.id)
+        chosen = model or (existing.model if existing else self.settings.default_model)
+        model_id, problem = await self.known_model(chosen)
+        if model_id is None:
+            await interaction.edit_original_response(content=f"⚠️ {problem}", allowed_mentions=NO_MENTIONS)
+            return
+        attachments, rejected = await read_attachments([image] if image else [], self.chat.config.attachment_limits)
+        if existing is None:
+            conversation = await self.chat.start_conversation(
+                guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
+                model=model_id, title=thread_title(prompt))
+        else:
+            conversation = existing
+            if model and model_id != existing.model:
+                await self.chat.repo.set_model(existing.id, model_id)
+        view = self.make_view(channel=channel, channel_id=interaction.channel_id,
+                              open_first=interaction.original_response, rejected=rejected)
+        await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
+                              channel_id=interaction.channel_id, attachments=attachments, view=view)
+        if existing is None:
+            await self.open_thread(conversation, view, prompt)
+
+    @chat_command.autocomplete("model")
+    async def chat_model_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await self.model_choices(current)
+
+    async def open_thread(self, conversation: Conversation, view: DiscordAnswerView, prompt: str) -> None:
+        """A public thread on the answer, where the conversation goes on (guild text channels only)."""
+        if not view.messages or conversation.guild_id is None:
+            return
+        first = view.messages[0]
+        if isinstance(first.channel, discord.Thread | discord.DMChannel):
+            return
+        try:
+            thread = await first.create_thread(name=thread_title(prompt), auto_archive_duration=1440)
+        except discord.HTTPException as exc:
+            log.warning("could not open a thread for a conversation", conversation=conversation.id, error=str(exc))
+            return
+        await self.chat.repo.set_thread(conversation.id, thread.id)
+
+    # -- messages: threads, mentions, DMs -----------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        if not message.content.strip() and not message.attachments:
+            return
+        channel = message.channel
+        conversation: Conversation | None = None
+        start_thread = False
+        if isinstance(channel, discord.Thread):
+            conversation = await self.chat.repo.by_thread(channel.id)
+            if conversation is None:
+                return
+        elif isinstance(channel, discord.DMChannel):
+            if not self.settings.allow_dms:
+                await channel.send("Chatting in direct messages is turned off for this bot.",
+                                   allowed_mentions=NO_MENTIONS)
+                return
+            conversation = await self.chat.repo.latest_in_dm(channel.id)
+        elif self.bot.user is not None and self.bot.user in message.mentions:
+            start_thread = True
+        else:
+            return
+        content = self.strip_mention(message.content)
+        try:
+            await self.answer_message(message, conversation, content, start_thread=start_thread)
+        except Exception:
+            log.exception("answering a message failed", message=message.id)
+            with contextlib.suppress(discord.HTTPException):
+                await message.channel.send("⚠️ Something went wrong while answering. It has been logged.",
+                                           allowed_mentions=NO_MENTIONS)
+
+    def strip_mention(self, content: str) -> str:
+        if self.bot.user is None:
+            return content.strip()
+        return re.sub(rf"<@!?{self.bot.user.id}>", "", content).strip()
+
+    async def answer_message(self, message: discord.Message, conversation: Conversation | None, content: str,
+                             *, start_thread: bool) -> None:
+        channel = message.channel
+        attachments, rejected = await read_attachments(message.attachments, self.chat.config.attachment_limits)
+        if conversation is None:
+            conversation = await self.chat.start_conversation(
+                guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
+                owner_id=message.author.id, model=self.settings.default_model, title=thread_title(content))
+
+        async def open_first() -> discord.Message:
+            await self.bot.pacer.acquire(channel.id)
+            return await message.reply(THINKING, mention_author=False, allowed_mentions=NO_MENTIONS)
+
+        view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected)
+        await self.run_answer(conversation, author_id=message.author.id, content=content, message_id=message.id,
+                              channel_id=channel.id, attachments=attachments, view=view)
+        if start_thread:
+            await self.open_thread(conversation, view, content)
+
+    # -- /model and /models -------------------------------------------------------------------------
+
+    @app_commands.command(name="model", description="Show or switch the model of this conversation")
+    @app_commands.describe(model="The model to switch to (leave empty to see the current one)")
+    async def model_command(self, interaction: Interaction, model: str | None = None) -> None:
+        channel = interaction.channel
+        conversation = None
+        if isinstance(channel, discord.Thread):
+            conversation = await self.chat.repo.by_thread(channel.id)
+        elif isinstance(channel, discord.DMChannel):
+            conversation = await self.chat.repo.latest_in_dm(channel.id)
+        if conversation is None:
+            await interaction.response.send_message(
+                "Use this inside a conversation thread (start one with `/chat`).", ephemeral=True)
+            return
+        if model is None:
+            await interaction.response.send_message(f"This conversation uses `{conversation.model}`.", ephemeral=True)
+            return
+        if interaction.user.id != conversation.owner_id and not is_moderator(interaction.user, channel):
+            await interaction.response.send_message(
+                "Only the person who started this conversation or a moderator can switch its model.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True)
+        model_id, problem = await self.known_model(model)
+        if model_id is None:
+            await interaction.followup.send(f"⚠️ {problem}", ephemeral=True)
+            return
+        await self.chat.repo.set_model(conversation.id, model_id)
+        await interaction.followup.send(f"This conversation now uses `{model_id}`.", ephemeral=True)
+
+    @model_command.autocomplete("model")
+    async def model_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await self.model_choices(current)
+
+    @app_commands.command(name="models", description="Browse models with their prices")
+    @app_commands.describe(search="Words to look for in the model's id or name")
+    async def models_command(self, interaction: Interaction, search: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True)
+        try:
+            await self.chat.catalogue.ensure_loaded()
+        except OpenRouterError as exc:
+            await interaction.followup.send(f"⚠️ The models list is unavailable: {exc.user_message}", ephemeral=True)
+            return
+        found = self.chat.catalogue.search(search or "", limit=12)
+        if not found:
+            await interaction.followup.send(f"No model matches `{search}`.", ephemeral=True)
+            return
+        total = len(self.chat.catalogue.search(search or "", limit=10_000))
+        embed = discord.Embed(title=f"Models matching “{search}”" if search else "Models",
+                              description="\n\n".join(model_line(m) for m in found)[:4000])
+        embed.set_footer(text=f"Showing {len(found)} of {total}. Prices per million tokens, input / output.")
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    # -- the Stop button ----------------------------------------------------------------------------
+
+    async def handle_stop(self, interaction: Interaction) -> None:
+        message_id = interaction.message.id if interaction.message else None
+        active = self.chat.find_active(message_id) if message_id else None
+        if active is None:
+            await interaction.response.send_message("This answer is not streaming any more.", ephemeral=True)
+            return
+        if interaction.user.id != active.asker_id and not is_moderator(interaction.user, interaction.channel):
+            await interaction.response.send_message(
+                "Only the person who asked, or a moderator, can stop this answer.", ephemeral=True)
+            return
+        await interaction.response.defer()
+        self.chat.stop(active.turn_id, by=interaction.user.id)
+
+
+async def setup(bot: ChatBot) -> None:
+    await bot.add_cog(ChatCog(bot))

@@ -1,0 +1,198 @@
+"""Shows a streaming answer in Discord: the first words at once, then paced edits.
+
+Text is split with `split_for_discord`; a message that fills up is finished and the answer goes on in
+a new message. Every write goes through the `ChannelPacer`; no write may mention anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import Awaitable, Callable
+
+import discord
+
+from bot.chat.service import AnswerOutcome
+from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, split_for_discord
+from bot.discord.pacing import ChannelPacer
+from bot.logs import get_logger
+
+log = get_logger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+BODY_LIMIT = DISCORD_LIMIT - 200  # room for the cursor, notices and the footer
+THINKING = "💭 *Thinking…*"
+WAITING = "⏳ *Waiting for the previous answer in this conversation…*"
+
+OpenFirst = Callable[[], Awaitable[discord.Message]]
+SendMore = Callable[[str], Awaitable[discord.Message]]
+
+
+class DiscordAnswerView:
+    """One answer, possibly spanning several Discord messages. Implements the core's `AnswerView`."""
+
+    def __init__(self, *, open_first: OpenFirst, send_more: SendMore, channel_id: int, pacer: ChannelPacer,
+                 interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
+                 notices: list[str] | None = None, on_first_edit: Callable[[], None] | None = None) -> None:
+        self._open_first = open_first
+        self._send_more = send_more
+        self.channel_id = channel_id
+        self.pacer = pacer
+        self.interval = interval
+        self.show_reasoning = show_reasoning
+        self.stop_view = stop_view
+        self.notices: list[str] = list(notices or [])
+        self.status_line: str | None = None
+        self.messages: list[discord.Message] = []
+        self._sent: list[str] = []  # what each message shows now
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._finished = False
+        self._last_edit = 0.0
+        self._on_first_edit = on_first_edit
+        self.edits = 0
+        self.rate_limited = 0
+
+    # -- the core's AnswerView ----------------------------------------------------------------
+
+    async def begin(self) -> None:
+        if not self.messages:
+            message = await self._open_first()
+            self.messages.append(message)
+            self._sent.append(message.content)
+
+    def message_ids(self) -> list[int]:
+        return [m.id for m in self.messages]
+
+    def append(self, content: str, reasoning: str) -> None:
+        if content:
+            self._content.append(content)
+        if reasoning:
+            self._reasoning.append(reasoning)
+        self._changed.set()
+        if self._task is None and not self._finished:
+            self._task = asyncio.create_task(self._render_loop(), name=f"render-{self.channel_id}")
+
+    async def notice(self, text: str) -> None:
+        if text.startswith("⏳"):
+            self.status_line = text  # transient: replaced by the answer as soon as it flows
+        else:
+            self.notices.append(text)
+        self._changed.set()
+        if self._task is None and not self._finished and self.messages:
+            self._task = asyncio.create_task(self._render_loop(), name=f"render-{self.channel_id}")
+
+    async def finish(self, outcome: AnswerOutcome) -> None:
+        self._finished = True
+        if self._task is not None:
+            self._changed.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.begin()
+        content = "".join(self._content) or outcome.content
+        reasoning = "".join(self._reasoning) or outcome.reasoning
+        parts = split_for_discord(neutralize_mentions(content), BODY_LIMIT) if content.strip() else []
+        tail: list[str] = [f"-# ℹ️ {n}" for n in self.notices]
+        if outcome.error_message:
+            tail.append(f"⚠️ {outcome.error_message}")
+        if outcome.status != "refused":
+            extra = None
+            if outcome.status == "stopped":
+                extra = "the bot was restarting" if outcome.stopped_by is None else None
+            tail.append(footer(model=outcome.model, tokens=outcome.tokens, cost=outcome.cost,
+                               finish_reason=outcome.finish_reason, status=outcome.status, extra=extra))
+        closing = "\n".join(tail)
+        if not parts:
+            parts = [closing] if closing else ["(no answer)"]
+        elif len(parts[-1]) + len(closing) + 2 <= DISCORD_LIMIT:
+            parts[-1] = f"{parts[-1]}\n\n{closing}" if closing else parts[-1]
+        else:
+            parts.append(closing)
+        reasoning_file = None
+        if self.show_reasoning and reasoning.strip() and outcome.status != "refused":
+            reasoning_file = discord.File(io.BytesIO(reasoning.encode()), filename="reasoning.txt")
+        await self._show(parts, final=True, reasoning_file=reasoning_file)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        return self._finished
+
+    def _live_parts(self) -> list[str]:
+        content = "".join(self._content)
+        if content.strip():
+            parts = split_for_discord(neutralize_mentions(content), BODY_LIMIT)
+            parts[-1] += CURSOR
+            return parts
+        lines = [THINKING]
+        if self.status_line:
+            lines = [self.status_line]
+        elif self._reasoning and self.show_reasoning:
+            recent = " ".join("".join(self._reasoning)[-300:].split())
+            lines.append(f"> -# {neutralize_mentions(recent)}")
+        return ["\n".join(lines)]
+
+    async def _render_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self.begin()
+            while not self.finished():
+                await self._changed.wait()
+                if self.finished():
+                    return
+                self._changed.clear()
+                wait = self._last_edit + self.interval - loop.time()
+                if wait > 0 and self._last_edit:
+                    await asyncio.sleep(wait)
+                    if self.finished():
+                        return
+                    self._changed.clear()
+                # live edits keep one slot of the channel's budget free for the final edit
+                wait = self.pacer.delay(self.channel_id, reserve=1)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if self.finished():
+                        return
+                    self._changed.clear()
+                await self._show(self._live_parts(), final=False)
+                self._last_edit = loop.time()
+        except discord.HTTPException as exc:
+            log.warning("could not update a streaming answer", error=str(exc), status=exc.status)
+
+    async def _show(self, parts: list[str], *, final: bool, reasoning_file: discord.File | None = None) -> None:
+        for index, text in enumerate(parts):
+            last = index == len(parts) - 1
+            view_kwargs: dict[str, object] = {}
+            if index == 0 and (final or self.stop_view is not None):
+                # the Stop button lives on the first message while streaming and goes away at the end
+                view_kwargs["view"] = None if final else self.stop_view
+            attachments = [reasoning_file] if (final and last and reasoning_file is not None) else None
+            if index < len(self.messages):
+                if self._sent[index] == text and attachments is None and not (final and index == 0):
+                    continue
+                await self.pacer.acquire(self.channel_id)
+                kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
+                if attachments is not None:
+                    kwargs["attachments"] = attachments
+                await self._edit(self.messages[index], kwargs)
+                self._sent[index] = text
+            else:
+                await self.pacer.acquire(self.channel_id)
+                message = await self._send_more(text)
+                self.messages.append(message)
+                self._sent.append(text)
+                if attachments is not None:
+                    await self.pacer.acquire(self.channel_id)
+                    await self._edit(message, {"attachments": attachments, "allowed_mentions": NO_MENTIONS})
+            self.edits += 1
+            if self.edits == 1 and self._on_first_edit is not None:
+                self._on_first_edit()
+
+    async def _edit(self, message: discord.Message, kwargs: dict[str, object]) -> None:
+        try:
+            await message.edit(**kwargs)  # type: ignore[arg-type]
+        except discord.NotFound:
+            log.info("an answer message was deleted; going on without it", message=message.id)

@@ -1,0 +1,222 @@
+"""Every SQL statement about conversations, turns and their attachments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiosqlite
+
+from bot.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    guild_id: int | None
+    channel_id: int
+    thread_id: int | None
+    owner_id: int
+    model: str
+    title: str
+    trim_notified: bool
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Conversation:
+        return cls(row["id"], row["guild_id"], row["channel_id"], row["thread_id"], row["owner_id"], row["model"],
+                   row["title"], bool(row["trim_notified"]))
+
+
+@dataclass(slots=True)
+class StoredAttachment:
+    filename: str
+    mime: str
+    kind: str  # image, text, pdf
+    size: int
+    data: bytes | None = None
+    text: str | None = None
+
+
+@dataclass(slots=True)
+class Turn:
+    id: int
+    conversation_id: int
+    role: str
+    reply_to: int | None
+    author_id: int | None
+    content: str
+    reasoning: str | None
+    status: str
+    model: str | None
+    discord_message_id: int | None
+    discord_message_ids: list[int]
+    discord_channel_id: int | None
+    generation_id: str | None = None
+    finish_reason: str | None = None
+    cost_nusd: int | None = None
+    attachments: list[StoredAttachment] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Turn:
+        return cls(
+            id=row["id"], conversation_id=row["conversation_id"], role=row["role"], reply_to=row["reply_to"],
+            author_id=row["author_id"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
+            model=row["model"], discord_message_id=row["discord_message_id"],
+            discord_message_ids=json.loads(row["discord_message_ids"] or "[]"),
+            discord_channel_id=row["discord_channel_id"], generation_id=row["generation_id"],
+            finish_reason=row["finish_reason"], cost_nusd=row["cost_nusd"],
+        )
+
+
+@dataclass(slots=True)
+class AnswerRecord:
+    """What is stored when an answer ends, whatever way it ended."""
+
+    content: str
+    status: str  # complete, stopped, error, interrupted
+    reasoning: str | None = None
+    error: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    generation_id: str | None = None
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_nusd: int | None = None
+
+
+_TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
+                 "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, cost_nusd")
+
+
+class ConversationRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- conversations --------------------------------------------------------------------------
+
+    async def create(self, *, guild_id: int | None, channel_id: int, owner_id: int, model: str, title: str,
+                     thread_id: int | None = None) -> Conversation:
+        conv_id = await self.db.execute(
+            "INSERT INTO conversations (guild_id, channel_id, thread_id, owner_id, model, title) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, channel_id, thread_id, owner_id, model, title),
+        )
+        conversation = await self.get(conv_id)
+        assert conversation is not None
+        return conversation
+
+    async def get(self, conversation_id: int) -> Conversation | None:
+        row = await self.db.fetchone("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        return Conversation.from_row(row) if row else None
+
+    async def by_thread(self, thread_id: int) -> Conversation | None:
+        row = await self.db.fetchone("SELECT * FROM conversations WHERE thread_id = ?", (thread_id,))
+        return Conversation.from_row(row) if row else None
+
+    async def latest_in_dm(self, channel_id: int) -> Conversation | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM conversations WHERE channel_id = ? AND guild_id IS NULL AND thread_id IS NULL "
+            "ORDER BY id DESC LIMIT 1", (channel_id,))
+        return Conversation.from_row(row) if row else None
+
+    async def set_thread(self, conversation_id: int, thread_id: int) -> None:
+        await self.db.execute("UPDATE conversations SET thread_id = ? WHERE id = ?", (thread_id, conversation_id))
+
+    async def set_model(self, conversation_id: int, model: str) -> None:
+        await self.db.execute(
+            "UPDATE conversations SET model = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+            (model, conversation_id))
+
+    async def mark_trim_notified(self, conversation_id: int) -> None:
+        await self.db.execute("UPDATE conversations SET trim_notified = 1 WHERE id = ?", (conversation_id,))
+
+    # -- turns ----------------------------------------------------------------------------------
+
+    async def add_user_turn(self, conversation_id: int, *, author_id: int, content: str,
+                            message_id: int | None, channel_id: int | None,
+                            attachments: Sequence[StoredAttachment] = ()) -> Turn:
+        async with self.db.transaction() as tx:
+            turn_id = await tx.execute(
+                "INSERT INTO turns (conversation_id, role, author_id, content, discord_message_id, "
+                "discord_channel_id) VALUES (?, 'user', ?, ?, ?, ?)",
+                (conversation_id, author_id, content, message_id, channel_id),
+            )
+            for a in attachments:
+                await tx.execute(
+                    "INSERT INTO attachments (turn_id, filename, mime, kind, size, data, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (turn_id, a.filename, a.mime, a.kind, a.size, a.data, a.text),
+                )
+            await tx.execute("UPDATE conversations SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                             "WHERE id = ?", (conversation_id,))
+        return Turn(turn_id, conversation_id, "user", None, author_id, content, None, "complete", None,
+                    message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments))
+
+    async def start_answer(self, conversation_id: int, *, reply_to: int, model: str,
+                           message_ids: Sequence[int], channel_id: int | None) -> int:
+        return await self.db.execute(
+            "INSERT INTO turns (conversation_id, role, reply_to, model, status, discord_message_id, "
+            "discord_message_ids, discord_channel_id) VALUES (?, 'assistant', ?, ?, 'streaming', ?, ?, ?)",
+            (conversation_id, reply_to, model, message_ids[0] if message_ids else None, json.dumps(list(message_ids)),
+             channel_id),
+        )
+
+    async def set_answer_messages(self, turn_id: int, message_ids: Sequence[int]) -> None:
+        await self.db.execute(
+            "UPDATE turns SET discord_message_id = ?, discord_message_ids = ? WHERE id = ?",
+            (message_ids[0] if message_ids else None, json.dumps(list(message_ids)), turn_id))
+
+    async def finish_answer(self, turn_id: int, record: AnswerRecord) -> None:
+        await self.db.execute(
+            "UPDATE turns SET content = ?, reasoning = ?, status = ?, error = ?, model = COALESCE(?, model), "
+            "provider = ?, generation_id = ?, finish_reason = ?, native_finish_reason = ?, prompt_tokens = ?, "
+            "completion_tokens = ?, reasoning_tokens = ?, cost_nusd = ?, "
+            "completed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+            (record.content, record.reasoning, record.status, record.error, record.model, record.provider,
+             record.generation_id, record.finish_reason, record.native_finish_reason, record.prompt_tokens,
+             record.completion_tokens, record.reasoning_tokens, record.cost_nusd, turn_id),
+        )
+
+    async def get_turn(self, turn_id: int) -> Turn | None:
+        row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
+        return Turn.from_row(row) if row else None
+
+    async def history(self, conversation_id: int, *, image_data_for_last: int = 4) -> list[Turn]:
+        """Every turn of a conversation in id order, with attachments.
+
+        Image bytes are loaded only for the newest `image_data_for_last` images: older ones are not
+        re-sent to the model, so there is no reason to read them.
+        """
+        rows = await self.db.fetchall(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        turns = [Turn.from_row(r) for r in rows]
+        by_id = {t.id: t for t in turns}
+        attachment_rows = await self.db.fetchall(
+            "SELECT a.id, a.turn_id, a.filename, a.mime, a.kind, a.size, a.text, "
+            "CASE WHEN a.kind != 'image' OR a.id IN (SELECT a2.id FROM attachments a2 JOIN turns t2 "
+            "  ON t2.id = a2.turn_id WHERE t2.conversation_id = :c AND a2.kind = 'image' "
+            "  ORDER BY a2.id DESC LIMIT :n) THEN a.data END AS data "
+            "FROM attachments a JOIN turns t ON t.id = a.turn_id WHERE t.conversation_id = :c ORDER BY a.id",
+            {"c": conversation_id, "n": image_data_for_last},
+        )
+        for r in attachment_rows:
+            by_id[r["turn_id"]].attachments.append(
+                StoredAttachment(r["filename"], r["mime"], r["kind"], r["size"], r["data"], r["text"]))
+        return turns
+
+    async def streaming_turns(self) -> list[Turn]:
+        """Answers that were streaming when the process last stopped."""
+        rows = await self.db.fetchall(f"SELECT {_TURN_COLUMNS} FROM turns WHERE status = 'streaming' ORDER BY id")
+        return [Turn.from_row(r) for r in rows]
+
+    async def count(self, table: str) -> int:
+        if table not in {"conversations", "turns", "attachments"}:
+            raise ValueError(table)
+        row = await self.db.fetchone(f"SELECT COUNT(*) FROM {table}")
+        return int(row[0]) if row else 0
+
+

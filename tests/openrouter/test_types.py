@@ -1,0 +1,76 @@
+"""The JSON recordings (models, key, generation) parse into the typed wire objects exactly."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.openrouter.types import (
+    ChatRequest,
+    GenerationStats,
+    KeyInfo,
+    ModelInfo,
+    ProviderPreferences,
+    Usage,
+    to_decimal,
+)
+from tests.conftest import FIXTURES, fixture_json
+
+
+def test_every_json_recording_is_covered_by_a_test() -> None:
+    covered = {
+        "chat-completion-nonstream.json", "error-400-context-length.json", "error-401.json",
+        "error-402-insufficient-credits.json", "error-402-with-metadata.json", "error-403-guardrail-docs-example.json",
+        "error-429-free-models-per-min.json", "error-429-upstream-provider.json", "generation-partial-capture.json",
+        "generation-sample-docs.json", "key-sample-docs.json", "models-sample.json",
+    }
+    assert {p.name for p in FIXTURES.glob("*.json")} == covered
+
+
+def test_models_catalogue_prices_are_exact() -> None:
+    models = [ModelInfo.from_wire(raw) for raw in fixture_json("models-sample.json")["data"]]
+    by_id = {m.id: m for m in models}
+    mini = by_id["openai/gpt-4.1-mini"]
+    assert mini.prompt_price == Decimal("0.0000004") and mini.completion_price == Decimal("0.0000016")
+    assert mini.request_price == 0 and mini.image_price == 0  # zero prices are absent in 2026 recordings
+    assert mini.context_length == 1047576 and mini.max_completion_tokens == 32768
+    assert mini.vision and mini.accepts_files and mini.supports("response_format")
+    turbo = by_id["openai/gpt-3.5-turbo"]
+    assert turbo.input_modalities == ("text",) and not turbo.vision and not turbo.is_free
+
+
+def test_variable_router_prices_are_not_negative() -> None:
+    auto = ModelInfo.from_wire({"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}})
+    assert auto.prompt_price == 0 and auto.completion_price == 0 and auto.context_length == 0
+
+
+def test_key_info() -> None:
+    key = KeyInfo.from_wire(fixture_json("key-sample-docs.json"))
+    assert (key.limit, key.usage, key.limit_remaining) == (Decimal(100), Decimal("25.5"), Decimal("74.5"))
+    assert key.limit_reset == "monthly" and not key.is_free_tier
+    unlimited = KeyInfo.from_wire({"data": {"label": "x", "limit": None, "usage": 0.5}})
+    assert unlimited.limit is None and unlimited.usage == Decimal("0.5")
+
+
+def test_generation_stats_documented_and_captured() -> None:
+    docs = GenerationStats.from_wire(fixture_json("generation-sample-docs.json"))
+    assert docs.id == "gen-3bhGkxlo4XFrqiabUM7NDtwDzWwG" and docs.total_cost == Decimal("0.0015")
+    assert (docs.model, docs.provider, docs.prompt_tokens, docs.completion_tokens) == (
+        "sao10k/l3-stheno-8b", "Infermatic", 10, 25)
+    partial = GenerationStats.from_wire(fixture_json("generation-partial-capture.json"))
+    assert partial.total_cost == Decimal("0.0001402") and partial.provider == "Google AI Studio"
+    assert partial.model is None and partial.prompt_tokens is None
+
+
+def test_cost_floats_become_their_exact_decimal_text() -> None:
+    assert to_decimal(0.0001025) == Decimal("0.0001025")
+    assert to_decimal("0.000003") == Decimal("0.000003")
+    assert to_decimal(None) is None and to_decimal("n/a") is None
+    usage = Usage.from_wire({"prompt_tokens": 1, "completion_tokens": 2, "cost": 0})
+    assert usage.cost == 0 and usage.total_tokens == 0
+
+
+def test_request_body_omits_what_is_unset() -> None:
+    body = ChatRequest(model="m/x", messages=[{"role": "user", "content": "hi"}],
+                       provider=ProviderPreferences()).to_body(stream=True)
+    assert body == {"model": "m/x", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                    "usage": {"include": True}}
