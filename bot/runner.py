@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from typing import Any
 
 import discord
 
@@ -49,11 +50,12 @@ async def mark_interrupted_messages(bot: discord.Client, turns: list[Turn]) -> N
                 log.info("could not mark an interrupted answer", turn=turn.id, message=message_id, error=str(exc))
 
 
-async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> int:
+async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None,
+              client_options: dict[str, Any] | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the exit status."""
     services = await Services.start(settings)
     chat = build_chat(services)
-    bot = ChatBot(services, chat)
+    bot = ChatBot(services, chat, **(client_options or {}))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []

@@ -23,11 +23,11 @@ EXTENSIONS = ("bot.discord.cogs.chat",)
 
 class ChatBot(commands.Bot):
     def __init__(self, services: Services, chat: ChatService, *, pacer: ChannelPacer | None = None,
-                 extensions: tuple[str, ...] = EXTENSIONS) -> None:
+                 extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         allowed_mentions=discord.AllowedMentions.none())
+                         allowed_mentions=discord.AllowedMentions.none(), **options)
         self.services = services
         self.settings = services.settings
         self.chat = chat

@@ -48,7 +48,8 @@ class Harness:
     async def start(self) -> None:
         ready = asyncio.Event()
         self.stop_event = asyncio.Event()
-        self.task = asyncio.create_task(run(self.settings(), ready=ready, stop=self.stop_event))
+        self.task = asyncio.create_task(run(self.settings(), ready=ready, stop=self.stop_event,
+                                            client_options={"guild_ready_timeout": 0.05}))
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait({waiter, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:
@@ -77,12 +78,12 @@ class Harness:
     def bot_messages(self, channel_id: int | None = None) -> list[Msg]:
         return self.discord.bot_messages(channel_id)
 
-    async def wait_answer_done(self, channel_id: int, count: int = 1, timeout: float = 20) -> list[Msg]:
+    async def wait_answer_done(self, channel_id: int, count: int = 1, within: float = 20) -> list[Msg]:
         """Until `count` finished answers (with a footer) are in the channel."""
         def finished() -> list[Msg]:
             return [m for m in self.discord.channel_messages(channel_id)
                     if m.author_id == self.discord.bot_user_id and "\n-# " in "\n" + m.content and "▌" not in m.content]
-        await self.discord.wait_for(lambda: len(finished()) >= count, timeout=timeout)
+        await self.discord.wait_for(lambda: len(finished()) >= count, timeout=within)
         return finished()
 
 
@@ -110,3 +111,25 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 async def bot(harness: Harness) -> AsyncIterator[Harness]:
     await harness.start()
     yield harness
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    if isinstance(content, str):
+        return content
+    return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+async def start_conversation(bot: Harness, prompt: str = "What is Rust?", **options: Any) -> tuple[int, Msg]:
+    """/chat in the text channel; returns the thread id and the answer message."""
+    d = bot.discord
+    before = set(d.threads)
+    inter = await d.slash("chat", {"prompt": prompt, **options}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: set(d.threads) - before != set(), timeout=20)
+    [thread_id] = set(d.threads) - before
+    assert inter.message is not None
+    return thread_id, inter.message

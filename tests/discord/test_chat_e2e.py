@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from tests.discord.conftest import NO_MENTIONS, Harness
+import asyncio
+import json
+
+from bot.chat.text import open_fence
+from tests.conftest import fixture_bytes
+from tests.discord.conftest import NO_MENTIONS, Harness, last_user_text, start_conversation
+from tests.fakes.openrouter_server import JSONReply, SSEReply
 
 
 async def test_slash_chat_streams_then_opens_a_thread(bot: Harness) -> None:
     d = bot.discord
     bot.openrouter.reply_text = "Rust is a systems programming language. " * 5
+    bot.openrouter.tokens_per_second = 100
     inter = await d.slash("chat", {"prompt": "What is Rust?"}, user_id=bot.user, channel_id=d.text_channel_id)
     await inter.wait_response()
     assert inter.response_type == 5  # deferred within the 3 s window
@@ -17,13 +24,239 @@ async def test_slash_chat_streams_then_opens_a_thread(bot: Harness) -> None:
     assert message.content.startswith("Rust is a systems programming language.")
     assert "▌" not in message.content
     assert "`openai/gpt-4o`" in message.content and "tokens" in message.content
-    assert len(message.edits) >= 2  # streamed: more than one edit
+    assert len(message.edits) >= 3  # streamed: several edits
+    assert any("▌" in edit for edit in message.edits)  # a cursor while it streamed
     [thread] = d.threads.values()
-    assert thread["name"] == "What is Rust?" and thread["parent_id"] == str(d.text_channel_id) or True
+    assert thread["name"] == "What is Rust?" and thread["parent_id"] == str(d.text_channel_id)
     rows = await bot.query("SELECT thread_id, model, owner_id FROM conversations")
     assert rows == [(int(thread["id"]), "openai/gpt-4o", bot.user)]
-    turns = await bot.query("SELECT role, status, content, cost_nusd FROM turns ORDER BY id")
+    turns = await bot.query("SELECT role, status, content, cost_nusd, generation_id FROM turns ORDER BY id")
     assert turns[0][:3] == ("user", "complete", "What is Rust?")
-    assert turns[1][0] == "assistant" and turns[1][1] == "complete" and turns[1][3] > 0
+    assert turns[1][0] == "assistant" and turns[1][1] == "complete" and turns[1][3] > 0 and turns[1][4]
+    assert turns[1][2] == bot.openrouter.reply_text
     for m in bot.bot_messages():
         assert m.allowed_mentions == NO_MENTIONS, m
+
+
+async def test_thread_messages_continue_the_conversation(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    await d.post_message(thread_id, "And Go?", user_id=bot.user)
+    answers = await bot.wait_answer_done(thread_id)
+    assert answers[0].content.startswith("Echo: And Go?")
+    second = bot.openrouter.chat_requests()[-1].json()
+    roles = [m["role"] for m in second["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert second["messages"][1]["content"] == "What is Rust?"
+    assert second["messages"][2]["content"] == "Echo: What is Rust?"
+    assert last_user_text(second) == "And Go?"
+    assert second["model"] == "openai/gpt-4o" and second["stream"] is True
+    assert second["user"].startswith("discord-") and str(bot.user) not in second["user"]
+
+
+async def test_messages_wait_their_turn_and_history_stays_in_order(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    bot.openrouter.tokens_per_second = 60
+    bot.openrouter.reply_text = lambda body: f"Answer to {last_user_text(body)}: " + "blah " * 40
+    await d.post_message(thread_id, "first", user_id=bot.user)
+    await asyncio.sleep(0.3)
+    await d.post_message(thread_id, "second", user_id=bot.user)
+    await bot.wait_answer_done(thread_id, count=2, within=30)
+    requests = bot.openrouter.chat_requests()[-2:]
+    assert last_user_text(requests[0].json()) == "first"
+    later = requests[1].json()["messages"]
+    assert [m["role"] for m in later][-3:] == ["user", "assistant", "user"]
+    assert later[-3]["content"] == "first" and later[-2]["content"].startswith("Answer to first")
+
+
+async def test_restart_loses_nothing_and_skips_an_unchanged_command_sync(harness: Harness) -> None:
+    d = harness.discord
+    await harness.start()
+    thread_id, _ = await start_conversation(harness, "Remember the number 42")
+    assert d.command_sync_count == 1
+    assert await harness.stop() == 0
+    await harness.start()
+    assert d.command_sync_count == 1  # nothing changed, no second sync
+    await d.post_message(thread_id, "Which number?", user_id=harness.user)
+    await harness.wait_answer_done(thread_id)
+    body = harness.openrouter.chat_requests()[-1].json()
+    history = [m.get("content") for m in body["messages"][1:3]]
+    assert history == ["Remember the number 42", "Echo: Remember the number 42"]
+
+
+async def test_long_answers_are_split_without_breaking_code_blocks(bot: Harness) -> None:
+    d = bot.discord
+    code = "\n".join(f"    result_{i} = compute({i})  # step {i}" for i in range(150))
+    bot.openrouter.reply_text = "Intro paragraph.\n\n```python\ndef main():\n" + code + "\n```\n\nThat is all."
+    bot.openrouter.chunk_chars = 40
+    thread_id, _ = await start_conversation(bot)
+    await d.post_message(thread_id, "Write code", user_id=bot.user)
+    await bot.wait_answer_done(thread_id)
+    parts = [m.content for m in bot.bot_messages(thread_id)]
+    assert len(parts) >= 3
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(open_fence(p) is None for p in parts)
+    assert parts[0].startswith("Intro paragraph.")
+    assert all(p.startswith("```python") for p in parts[1:-1])
+    assert "That is all." in parts[-1] and "`openai/gpt-4o`" in parts[-1]
+    assert all("▌" not in p for p in parts)
+
+
+async def test_nothing_the_model_writes_can_ping(bot: Harness) -> None:
+    d = bot.discord
+    bot.openrouter.reply_text = f"@everyone @here <@{bot.stranger}> <@&{d.guild_id}> look!"
+    _, message = await start_conversation(bot)
+    assert "@\u200beveryone" in message.content and "@\u200bhere" in message.content
+    for m in bot.bot_messages():
+        assert m.allowed_mentions == NO_MENTIONS
+        assert not m.mention_everyone and not m.mentions and not m.mention_roles
+
+
+async def test_mention_in_a_channel_starts_a_conversation(bot: Harness) -> None:
+    d = bot.discord
+    msg = await d.post_message(d.text_channel_id, "how are you?", user_id=bot.user, mentions_bot=True)
+    await d.wait_for(lambda: bool(d.threads), timeout=15)
+    [thread] = d.threads.values()
+    reply = d.messages[int(thread["id"])]
+    assert reply.message_reference and str(reply.message_reference["message_id"]) == str(msg["id"])
+    assert reply.content.startswith("Echo: how are you?")
+    assert thread["name"] == "how are you?"
+    conv = await bot.query("SELECT thread_id, channel_id FROM conversations")
+    assert conv == [(int(thread["id"]), d.text_channel_id)]
+
+
+async def test_other_channel_messages_are_ignored(bot: Harness) -> None:
+    d = bot.discord
+    await d.post_message(d.text_channel_id, "just chatting", user_id=bot.user)
+    await asyncio.sleep(0.5)
+    assert bot.openrouter.chat_requests() == [] and bot.bot_messages() == []
+
+
+async def test_direct_messages_are_one_conversation(bot: Harness) -> None:
+    d = bot.discord
+    dm = await d.open_dm(bot.user)
+    await d.post_message(dm, "hello in private", user_id=bot.user)
+    await bot.wait_answer_done(dm)
+    await d.post_message(dm, "again", user_id=bot.user)
+    await bot.wait_answer_done(dm, count=2)
+    body = bot.openrouter.chat_requests()[-1].json()
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert await bot.query("SELECT guild_id, thread_id FROM conversations") == [(None, None)]
+
+
+async def test_dms_can_be_turned_off(harness: Harness) -> None:
+    harness.overrides["allow_dms"] = False
+    await harness.start()
+    d = harness.discord
+    dm = await d.open_dm(harness.user)
+    await d.post_message(dm, "hello", user_id=harness.user)
+    await d.wait_for(lambda: bool(harness.bot_messages(dm)))
+    assert "turned off" in harness.bot_messages(dm)[0].content
+    assert harness.openrouter.chat_requests() == []
+
+
+async def test_stop_button_keeps_the_partial_answer_and_its_cost(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    bot.openrouter.tokens_per_second = 30
+    bot.openrouter.reply_text = "word " * 400
+    await d.post_message(thread_id, "Talk a lot", user_id=bot.user)
+
+    def streaming() -> bool:
+        msgs = bot.bot_messages(thread_id)
+        return bool(msgs) and "word word word" in msgs[0].content and bool(msgs[0].components)
+
+    await d.wait_for(streaming, timeout=15)
+    answer = bot.bot_messages(thread_id)[0]
+    refused = await d.click(answer.id, "answer:stop", user_id=bot.stranger)
+    await refused.wait_response()
+    assert refused.ephemeral and "Only the person who asked" in (refused.response_data or {}).get("content", "")
+    click = await d.click(answer.id, "answer:stop", user_id=bot.user)
+    await click.wait_response()
+    await d.wait_for(lambda: "stopped" in d.messages[answer.id].content, timeout=15)
+    final = d.messages[answer.id]
+    assert "▌" not in final.content and final.components == []
+    assert final.content.startswith("word word")
+    row = (await bot.query("SELECT status, content, cost_nusd FROM turns WHERE role = 'assistant' ORDER BY id DESC"))[0]
+    assert row[0] == "stopped" and row[1].startswith("word word") and row[2] and row[2] > 0
+    assert len(row[1]) < len(bot.openrouter.reply_text)
+
+
+async def test_a_moderator_can_stop_an_answer(bot: Harness) -> None:
+    d = bot.discord
+    bot.openrouter.tokens_per_second = 20
+    bot.openrouter.reply_text = "slow " * 300
+    inter = await d.slash("chat", {"prompt": "go"}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and bool(inter.message.components), timeout=15)
+    assert inter.message is not None
+    click = await d.click(inter.message.id, "answer:stop", user_id=bot.moderator)
+    await click.wait_response()
+    await d.wait_for(lambda: inter.message is not None and "stopped" in inter.message.content, timeout=15)
+
+
+async def test_out_of_credits_becomes_a_clear_message_and_the_turn_is_kept(bot: Harness) -> None:
+    d = bot.discord
+    bot.openrouter.script("chat", JSONReply(402, fixture_bytes("error-402-with-metadata.json")))
+    inter = await d.slash("chat", {"prompt": "hi"}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "out of credits" in inter.message.content, timeout=15)
+    rows = await bot.query("SELECT role, status, error FROM turns ORDER BY id")
+    assert rows[0][:2] == ("user", "complete")
+    assert rows[1][:2] == ("assistant", "error") and "InsufficientCredits" in rows[1][2]
+
+
+async def test_rate_limit_is_shown_while_the_bot_waits_then_answers(bot: Harness) -> None:
+    d = bot.discord
+    bot.openrouter.script("chat", JSONReply(429, fixture_bytes("error-429-upstream-provider.json"),
+                                            {"Retry-After": "1.5"}))
+    inter = await d.slash("chat", {"prompt": "hi"}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: bool(d.threads), timeout=20)
+    assert inter.message is not None
+    assert any("⏳" in e and "rate-limiting" in e for e in inter.message.edits)
+    assert inter.message.content.startswith("Echo: hi")
+
+
+async def test_error_in_the_middle_of_a_stream(bot: Harness) -> None:
+    d = bot.discord
+    bot.openrouter.script("chat", SSEReply(fixture="stream-midstream-error.sse"))
+    inter = await d.slash("chat", {"prompt": "hi"}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "Token limit reached" in inter.message.content, timeout=15)
+    row = (await bot.query("SELECT status, reasoning FROM turns WHERE role = 'assistant'"))[0]
+    assert row[0] == "error" and row[1].startswith("We need")
+
+
+async def test_unknown_model_is_refused_before_any_request(bot: Harness) -> None:
+    d = bot.discord
+    inter = await d.slash("chat", {"prompt": "hi", "model": "openai/gpt-4"}, user_id=bot.user,
+                          channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "not a model OpenRouter offers" in inter.message.content)
+    assert "`openai/gpt-4o`" in inter.message.content  # a close match is suggested
+    assert bot.openrouter.chat_requests() == []
+
+
+async def test_model_command_shows_and_switches(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    shown = await d.slash("model", {}, user_id=bot.user, channel_id=thread_id)
+    await shown.wait_response()
+    assert "`openai/gpt-4o`" in json.dumps(shown.response_data)
+    denied = await d.slash("model", {"model": "openai/gpt-4.1-mini"}, user_id=bot.stranger, channel_id=thread_id)
+    await denied.wait_response()
+    assert "Only the person who started" in json.dumps(denied.response_data)
+    switch = await d.slash("model", {"model": "anthropic/claude-sonnet-4"}, user_id=bot.user, channel_id=thread_id)
+    await d.wait_for(lambda: switch.message is not None and "now uses" in switch.message.content)
+    await d.post_message(thread_id, "who are you", user_id=bot.user)
+    await bot.wait_answer_done(thread_id)
+    assert bot.openrouter.chat_requests()[-1].json()["model"] == "anthropic/claude-sonnet-4"
+    choices = await d.autocomplete("model", {"model": "sonn"}, "model", user_id=bot.user, channel_id=thread_id)
+    assert choices and choices[0]["value"] == "anthropic/claude-sonnet-4"
+
+
+async def test_models_command_lists_prices(bot: Harness) -> None:
+    d = bot.discord
+    inter = await d.slash("models", {"search": "gpt"}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and bool(inter.message.embeds))
+    assert inter.message is not None
+    text = json.dumps(inter.message.embeds)
+    assert "openai/gpt-4o" in text and "$2.50" in text and "$10.00" in text and "128k ctx" in text
+    assert "anthropic" not in text
