@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+import structlog
+
 from bot.chat.attachments import AttachmentLimits, Rejected
 from bot.chat.context import build_context, count_images, estimate_text_tokens
 from bot.chat.costs import estimate_cost
@@ -72,6 +74,7 @@ class ChatConfig:
     attachment_limits: AttachmentLimits = field(default_factory=AttachmentLimits)
     generation_lookup_attempts: int = 3
     generation_lookup_delay: float = 0.5
+    progress_save_interval: float = 3.0
 
 
 @dataclass(slots=True)
@@ -159,8 +162,8 @@ class ChatService:
             fresh = await self.repo.get(conversation.id) or conversation
             plan = plan or RequestPlan(model=fresh.model, max_tokens=self.config.max_answer_tokens,
                                        fallback_models=self.config.fallback_models)
-            outcome = await self._answer_locked(fresh, question, view, plan)
-            return outcome
+            with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=plan.model):
+                return await self._answer_locked(fresh, question, view, plan)
 
     async def _answer_locked(self, conversation: Conversation, question: Turn, view: AnswerView,
                              plan: RequestPlan) -> AnswerOutcome:
@@ -210,12 +213,24 @@ class ChatService:
         self.active[turn_id] = active
         self._idle.clear()
         try:
-            completion, error, status = await self._stream(request, view, active)
+            outcome = await self._stream_and_record(
+                conversation, request, view, active, info=info, prompt_tokens=built.prompt_tokens,
+                images=count_images(built.messages), notices=notices, planned_model=plan.model)
         finally:
             self.active.pop(turn_id, None)
             if not self.active:
                 self._idle.set()
-        cost, source = await self._settle_cost(completion, info, built.prompt_tokens, count_images(built.messages))
+        if active.cancelled_from_outside:
+            raise asyncio.CancelledError
+        return outcome
+
+    async def _stream_and_record(self, conversation: Conversation, request: ChatRequest, view: AnswerView,
+                                 active: ActiveAnswer, *, info: ModelInfo | None, prompt_tokens: int, images: int,
+                                 notices: list[str], planned_model: str) -> AnswerOutcome:
+        """Stream, settle the cost, store the answer, then show its final form."""
+        turn_id = active.turn_id
+        completion, error, status = await self._stream(request, view, active)
+        cost, source = await self._settle_cost(completion, info, prompt_tokens, images)
         usage = completion.usage
         record = AnswerRecord(
             content=completion.content, status=status, reasoning=completion.reasoning or None,
@@ -230,7 +245,7 @@ class ChatService:
         await self.repo.finish_answer(turn_id, record)
         outcome = AnswerOutcome(
             status=status, content=completion.content, reasoning=completion.reasoning,
-            model=completion.model or plan.model, provider=completion.provider,
+            model=completion.model or planned_model, provider=completion.provider,
             tokens=usage.total_tokens if usage else None, cost=cost, cost_source=source,
             finish_reason=completion.finish_reason, error_message=error.user_message if error else None,
             stopped_by=active.stopped_by, turn_id=turn_id, notices=notices,
@@ -241,8 +256,6 @@ class ChatService:
             await view.finish(outcome)
         finally:
             await self.repo.set_answer_messages(turn_id, view.message_ids())
-        if active.cancelled_from_outside:
-            raise asyncio.CancelledError
         return outcome
 
     async def _refuse(self, view: AnswerView, message: str) -> AnswerOutcome:
@@ -258,10 +271,17 @@ class ChatService:
 
         stream = self.client.stream_chat(request, on_retry=on_retry)
 
+        loop = asyncio.get_running_loop()
+
         async def consume() -> None:
+            saved_at = loop.time()
             async with stream:
                 async for delta in stream:
                     view.append(delta.content, delta.reasoning)
+                    if loop.time() - saved_at >= self.config.progress_save_interval:
+                        # a crash now still leaves most of the answer in the store
+                        saved_at = loop.time()
+                        await self.repo.save_progress(active.turn_id, stream.completion.content)
 
         task = active.task = asyncio.create_task(consume(), name=f"answer-{active.turn_id}")
         try:

@@ -170,6 +170,9 @@ class ConversationRepo:
             "UPDATE turns SET discord_message_id = ?, discord_message_ids = ? WHERE id = ?",
             (message_ids[0] if message_ids else None, json.dumps(list(message_ids)), turn_id))
 
+    async def save_progress(self, turn_id: int, content: str) -> None:
+        await self.db.execute("UPDATE turns SET content = ? WHERE id = ? AND status = 'streaming'", (content, turn_id))
+
     async def finish_answer(self, turn_id: int, record: AnswerRecord) -> None:
         await self.db.execute(
             "UPDATE turns SET content = ?, reasoning = ?, status = ?, error = ?, model = COALESCE(?, model), "

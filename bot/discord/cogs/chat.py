@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import discord
+import structlog
 from discord import app_commands
 from discord.ext import commands
 
@@ -49,6 +50,11 @@ def is_moderator(member: discord.abc.User | discord.Member, channel: Any) -> boo
         return False
     permissions = channel.permissions_for(member)
     return bool(permissions.manage_messages or permissions.manage_threads or permissions.administrator)
+
+
+def bind_log_context(*, guild: int | None, channel: int | None, user: int) -> None:
+    """Every log line of this request (this task) carries where it came from and who asked."""
+    structlog.contextvars.bind_contextvars(guild=guild, channel=channel, user=user)
 
 
 class StopView(discord.ui.View):
@@ -130,6 +136,7 @@ class ChatCog(commands.Cog):
     async def chat_command(self, interaction: Interaction, prompt: app_commands.Range[str, 1, 6000],
                            model: str | None = None, image: discord.Attachment | None = None) -> None:
         await interaction.response.defer(thinking=True)
+        bind_log_context(guild=interaction.guild_id, channel=interaction.channel_id, user=interaction.user.id)
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable) or interaction.channel_id is None:
             await interaction.followup.send("I cannot chat here.", ephemeral=True)
@@ -202,6 +209,8 @@ class ChatCog(commands.Cog):
         else:
             return
         content = self.strip_mention(message.content)
+        bind_log_context(guild=message.guild.id if message.guild else None, channel=channel.id,
+                         user=message.author.id)
         try:
             await self.answer_message(message, conversation, content, start_thread=start_thread)
         except Exception:
