@@ -14,22 +14,37 @@ from bot.chat.text import CURSOR
 from bot.discord.bot import ChatBot
 from bot.discord.render import NO_MENTIONS
 from bot.logs import get_logger
+from bot.moderation import GuildPolicy
+from bot.quotas import QuotaService
 from bot.services import Services
 from bot.settings import Settings
 from bot.store.conversations import ConversationRepo, Turn
+from bot.store.guilds import GuildRepo
+from bot.store.spend import SpendRepo
 
 log = get_logger(__name__)
 INTERRUPTED_NOTE = "-# ⚠️ interrupted: the bot stopped while this answer was streaming"
 
 
 def build_chat(services: Services) -> ChatService:
+    """The chat core with the server policy (allowlists) and the quotas plugged in."""
     settings = services.settings
+    guilds = GuildRepo(services.db)
+    policy = GuildPolicy(guilds=guilds, catalogue=services.catalogue,
+                         operator_patterns=settings.allowed_models_default,
+                         operator_default_model=settings.default_model, fallback_models=settings.fallback_models,
+                         max_answer_tokens=settings.max_answer_tokens)
+    quotas = QuotaService(spend=SpendRepo(services.db), guilds=guilds,
+                          default_guild_quota=settings.default_guild_monthly_quota_usd,
+                          default_member_quota=settings.default_member_monthly_quota_usd)
     return ChatService(
         repo=ConversationRepo(services.db),
         client=services.openrouter,
         catalogue=services.catalogue,
         config=ChatConfig(system_prompt=settings.system_prompt or None, max_answer_tokens=settings.max_answer_tokens,
                           fallback_models=tuple(settings.fallback_models)),
+        policy=policy,
+        budget=quotas,
     )
 
 
@@ -64,6 +79,7 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
     interrupted = await chat.recover_interrupted()
+    await chat.settle_orphans()
 
     async def after_login() -> None:
         await bot.wait_until_ready()

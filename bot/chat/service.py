@@ -21,11 +21,12 @@ from bot.chat.attachments import AttachmentLimits, Rejected
 from bot.chat.context import build_context, count_images, estimate_text_tokens
 from bot.chat.costs import estimate_cost
 from bot.logs import get_logger
-from bot.money import to_nusd
+from bot.money import from_nusd, to_nusd
 from bot.openrouter.catalogue import ModelCatalogue
 from bot.openrouter.client import OpenRouterClient, RetryNotice
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ChatRequest, Completion, ModelInfo, ProviderPreferences
+from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation
 from bot.store.conversations import AnswerRecord, Conversation, ConversationRepo, StoredAttachment, Turn
 
 log = get_logger(__name__)
@@ -98,6 +99,20 @@ class RequestPlan:
     fallback_models: tuple[str, ...] = ()
     provider: ProviderPreferences | None = None
     system_prompt: str | None = None
+    plugins: tuple[dict[str, object], ...] = ()
+
+
+class Refused(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class Policy(Protocol):
+    """Decides, per server, which model may answer and how (see bot.moderation.GuildPolicy)."""
+
+    async def plan(self, guild_id: int | None, model_id: str) -> tuple[RequestPlan, list[ModelInfo]] | Refused: ...
+
+    async def allowed_models(self, guild_id: int | None) -> list[ModelInfo]: ...
 
 
 def pseudonymous_user(user_id: int | None) -> str | None:
@@ -109,11 +124,13 @@ def pseudonymous_user(user_id: int | None) -> str | None:
 
 class ChatService:
     def __init__(self, *, repo: ConversationRepo, client: OpenRouterClient, catalogue: ModelCatalogue,
-                 config: ChatConfig) -> None:
+                 config: ChatConfig, policy: Policy | None = None, budget: QuotaService | None = None) -> None:
         self.repo = repo
         self.client = client
         self.catalogue = catalogue
         self.config = config
+        self.policy = policy
+        self.budget = budget
         self.active: dict[int, ActiveAnswer] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -165,27 +182,48 @@ class ChatService:
             with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=plan.model):
                 return await self._answer_locked(fresh, question, view, plan)
 
-    async def _answer_locked(self, conversation: Conversation, question: Turn, view: AnswerView,
-                             plan: RequestPlan) -> AnswerOutcome:
+    async def _decide(self, conversation: Conversation,
+                      plan: RequestPlan) -> tuple[RequestPlan, list[ModelInfo]] | str:
+        """The request plan and every model it may end up on, or why there is no answer."""
+        if self.policy is not None:
+            try:
+                decided = await self.policy.plan(conversation.guild_id, plan.model)
+            except OpenRouterError as exc:
+                return f"The models list is unavailable right now: {exc.user_message}"
+            if isinstance(decided, tuple):
+                return decided
+            return decided.message
         try:
             info = await self.model_info(plan.model)
         except OpenRouterError as exc:
             log.warning("models catalogue unavailable", error=repr(exc))
             info = None
-        if info is None and self.catalogue.loaded and plan.model != AUTO_MODEL:
-            return await self._refuse(view, f"The model `{plan.model}` is not available on OpenRouter. "
-                                            "Pick another one with `/model`.")
+        if info is None:
+            if self.catalogue.loaded and plan.model != AUTO_MODEL:
+                return f"The model `{plan.model}` is not available on OpenRouter. Pick another one with `/model`."
+            return plan, []
+        return plan, [info]
+
+    async def _answer_locked(self, conversation: Conversation, question: Turn, view: AnswerView,
+                             plan: RequestPlan) -> AnswerOutcome:
+        decided = await self._decide(conversation, plan)
+        if isinstance(decided, str):
+            return await self._refuse(view, decided)
+        plan, candidates = decided
+        info = candidates[0] if candidates and plan.model != AUTO_MODEL else None
         history = await self.repo.history(conversation.id,
                                           image_data_for_last=self.config.attachment_limits.images_resent)
         current = next((t for t in history if t.id == question.id), question)
         has_images = any(a.kind == "image" for a in current.attachments)
-        if has_images and info is not None and not info.vision:
-            suggestions = await self.vision_suggestions()
+        if has_images and candidates and not (info.vision if info else any(c.vision for c in candidates)):
+            suggestions = await self.vision_suggestions(
+                among=[m.id for m in await self.policy.allowed_models(conversation.guild_id)] if self.policy else None)
             names = ", ".join(f"`{m}`" for m in suggestions) or "one that accepts images"
             return await self._refuse(
-                view, f"`{info.id}` cannot see images. Switch this conversation to a model that can with "
+                view, f"`{plan.model}` cannot see images. Switch this conversation to a model that can with "
                       f"`/model`, for example {names}, then ask again.")
-        context_length = info.context_length if info and info.context_length else UNKNOWN_CONTEXT
+        context_lengths = [c.context_length for c in candidates if c.context_length]
+        context_length = min(context_lengths) if context_lengths else UNKNOWN_CONTEXT
         max_tokens = plan.max_tokens
         if info and info.max_completion_tokens:
             max_tokens = min(max_tokens, info.max_completion_tokens)
@@ -197,25 +235,50 @@ class ChatService:
                            f"the model's context window, so the model no longer sees them.")
             await self.repo.mark_trim_notified(conversation.id)
             await view.notice(notices[-1])
+        images = count_images(built.messages)
+        reservation: Reservation | None = None
+        if self.budget is not None:
+            if not candidates:
+                return await self._refuse(view, "The models list is unavailable, so the cost of an answer cannot "
+                                                "be checked against this server's budget. Try again shortly.")
+            held = await self.budget.reserve(
+                guild_id=conversation.guild_id, user_id=question.author_id or 0, model=plan.model,
+                pricing=Pricing.worst_of(candidates), prompt_tokens=built.prompt_tokens, images=images,
+                max_tokens=max_tokens)
+            if isinstance(held, QuotaRefusal):
+                return await self._refuse(view, held.message)
+            reservation = held
+            max_tokens = held.max_tokens
+            if held.lowered:
+                notices.append(f"The answer is limited to {max_tokens:,} tokens by what is left of the budget.")
+                await view.notice(notices[-1])
         request = ChatRequest(
             model=plan.model,
             messages=built.messages,
             models=[m for m in plan.fallback_models if m != plan.model] or None,
             provider=plan.provider,
+            plugins=list(plan.plugins) or None,
             max_tokens=max_tokens,
             user=pseudonymous_user(question.author_id),
             session_id=f"conversation-{conversation.id}",
         )
-        await view.begin()
-        turn_id = await self.repo.start_answer(conversation.id, reply_to=question.id, model=plan.model,
-                                               message_ids=view.message_ids(), channel_id=question.discord_channel_id)
+        try:
+            await view.begin()
+            turn_id = await self.repo.start_answer(conversation.id, reply_to=question.id, model=plan.model,
+                                                   message_ids=view.message_ids(),
+                                                   channel_id=question.discord_channel_id)
+            if reservation is not None and self.budget is not None:
+                await self.budget.link_turn(reservation, turn_id)
+        except BaseException:
+            await self._release(reservation)
+            raise
         active = ActiveAnswer(turn_id, conversation.id, question.author_id, view=view)
         self.active[turn_id] = active
         self._idle.clear()
         try:
             outcome = await self._stream_and_record(
                 conversation, request, view, active, info=info, prompt_tokens=built.prompt_tokens,
-                images=count_images(built.messages), notices=notices, planned_model=plan.model)
+                images=images, notices=notices, planned_model=plan.model, reservation=reservation)
         finally:
             self.active.pop(turn_id, None)
             if not self.active:
@@ -226,11 +289,23 @@ class ChatService:
 
     async def _stream_and_record(self, conversation: Conversation, request: ChatRequest, view: AnswerView,
                                  active: ActiveAnswer, *, info: ModelInfo | None, prompt_tokens: int, images: int,
-                                 notices: list[str], planned_model: str) -> AnswerOutcome:
+                                 notices: list[str], planned_model: str,
+                                 reservation: Reservation | None) -> AnswerOutcome:
         """Stream, settle the cost, store the answer, then show its final form."""
         turn_id = active.turn_id
-        completion, error, status = await self._stream(request, view, active)
-        cost, source = await self._settle_cost(completion, info, prompt_tokens, images)
+        try:
+            completion, error, status = await self._stream(request, view, active)
+            cost, source = await self._settle_cost(completion, info, prompt_tokens, images)
+        except BaseException:
+            await self._release(reservation, generation_unknown=True)
+            raise
+        if reservation is not None and self.budget is not None:
+            _, warnings = await asyncio.shield(self.budget.settle(
+                reservation.id, reservation.guild_id, cost, source=source or "estimate", model=completion.model,
+                fallback=reservation.amount))
+            for warning in warnings:
+                notices.append(warning)
+                await view.notice(warning)
         usage = completion.usage
         record = AnswerRecord(
             content=completion.content, status=status, reasoning=completion.reasoning or None,
@@ -258,6 +333,15 @@ class ChatService:
             await self.repo.set_answer_messages(turn_id, view.message_ids())
         return outcome
 
+    async def _release(self, reservation: Reservation | None, *, generation_unknown: bool = False) -> None:
+        """Settle a hold when something unexpected ended the request: at the full held amount if a
+        generation may have run (nothing is under-counted), else at zero."""
+        if reservation is None or self.budget is None:
+            return
+        cost = None if generation_unknown else Decimal(0)
+        await asyncio.shield(self.budget.settle(reservation.id, reservation.guild_id, cost, source="released",
+                                                model=None, fallback=reservation.amount))
+
     async def _refuse(self, view: AnswerView, message: str) -> AnswerOutcome:
         await view.begin()
         outcome = AnswerOutcome(status="refused", error_message=message)
@@ -281,7 +365,8 @@ class ChatService:
                     if loop.time() - saved_at >= self.config.progress_save_interval:
                         # a crash now still leaves most of the answer in the store
                         saved_at = loop.time()
-                        await self.repo.save_progress(active.turn_id, stream.completion.content)
+                        snapshot = stream.completion
+                        await self.repo.save_progress(active.turn_id, snapshot.content, snapshot.generation_id)
 
         task = active.task = asyncio.create_task(consume(), name=f"answer-{active.turn_id}")
         try:
@@ -355,11 +440,36 @@ class ChatService:
         turns = await self.repo.streaming_turns()
         for turn in turns:
             await self.repo.finish_answer(turn.id, AnswerRecord(
-                content=turn.content, status="interrupted", model=turn.model,
+                content=turn.content, status="interrupted", model=turn.model, generation_id=turn.generation_id,
                 error="interrupted: the bot stopped while this answer was streaming"))
         if turns:
             log.warning("marked interrupted answers", count=len(turns))
         return turns
+
+    async def settle_orphans(self) -> int:
+        """Holds left open by a crash: settle each to the real cost when it can be found (the turn's
+        recorded cost, else the generation endpoint), else to the full held amount."""
+        if self.budget is None:
+            return 0
+        orphans = await self.budget.open_reservations()
+        for held in orphans:
+            turn = await self.repo.get_turn(held.turn_id) if held.turn_id else None
+            cost: Decimal | None = None
+            source = "reserved"
+            if turn is not None and turn.cost_nusd is not None:
+                cost, source = from_nusd(turn.cost_nusd), "turn"
+            elif turn is not None and turn.generation_id:
+                try:
+                    stats = await self.client.get_generation(turn.generation_id, attempts=2,
+                                                             delay=self.config.generation_lookup_delay)
+                    cost, source = stats.total_cost, "generation"
+                    await self.repo.set_cost(turn.id, to_nusd(cost))
+                except OpenRouterError as exc:
+                    log.info("no generation stats for an orphaned hold", reservation=held.id, error=repr(exc))
+            await self.budget.settle(held.id, held.guild_id, cost, source=source, model=turn.model if turn else None,
+                                     fallback=from_nusd(held.amount_nusd))
+            log.warning("settled a hold left by a crash", reservation=held.id, source=source)
+        return len(orphans)
 
 
 __all__ = ["AnswerOutcome", "AnswerView", "ChatConfig", "ChatService", "Rejected", "RequestPlan"]

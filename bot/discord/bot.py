@@ -13,12 +13,14 @@ from discord.ext import commands
 from bot.chat.service import ChatService
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
+from bot.moderation import GuildPolicy
+from bot.quotas import QuotaService
 from bot.services import Services
 from bot.store.state import StateRepo
 
 log = get_logger(__name__)
 
-EXTENSIONS = ("bot.discord.cogs.chat",)
+EXTENSIONS = ("bot.discord.cogs.chat", "bot.discord.cogs.config", "bot.discord.cogs.usage")
 
 
 class ChatBot(commands.Bot):
@@ -31,6 +33,12 @@ class ChatBot(commands.Bot):
         self.services = services
         self.settings = services.settings
         self.chat = chat
+        if not isinstance(chat.policy, GuildPolicy) or chat.budget is None:
+            raise TypeError("the Discord bot needs the chat core with a GuildPolicy and a QuotaService")
+        self.policy: GuildPolicy = chat.policy
+        self.quotas: QuotaService = chat.budget
+        if services.settings.owner_ids:
+            self.owner_ids = set(services.settings.owner_ids)
         self.pacer = pacer or ChannelPacer()
         self.state = StateRepo(services.db)
         self._extensions = extensions

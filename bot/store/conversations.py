@@ -170,8 +170,13 @@ class ConversationRepo:
             "UPDATE turns SET discord_message_id = ?, discord_message_ids = ? WHERE id = ?",
             (message_ids[0] if message_ids else None, json.dumps(list(message_ids)), turn_id))
 
-    async def save_progress(self, turn_id: int, content: str) -> None:
-        await self.db.execute("UPDATE turns SET content = ? WHERE id = ? AND status = 'streaming'", (content, turn_id))
+    async def save_progress(self, turn_id: int, content: str, generation_id: str | None) -> None:
+        await self.db.execute(
+            "UPDATE turns SET content = ?, generation_id = COALESCE(?, generation_id) "
+            "WHERE id = ? AND status = 'streaming'", (content, generation_id, turn_id))
+
+    async def set_cost(self, turn_id: int, cost_nusd: int) -> None:
+        await self.db.execute("UPDATE turns SET cost_nusd = ? WHERE id = ?", (cost_nusd, turn_id))
 
     async def finish_answer(self, turn_id: int, record: AnswerRecord) -> None:
         await self.db.execute(

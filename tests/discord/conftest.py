@@ -42,6 +42,7 @@ class Harness:
             "log_level": "WARNING",
             "log_format": "console",
             "request_retry_budget_seconds": 10,
+            "default_allowed_models": ["openai/*", "anthropic/*"],
         }
         return Settings(**(values | self.overrides))  # type: ignore[arg-type]
 

@@ -80,29 +80,33 @@ class ChatCog(commands.Cog):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def known_model(self, model_id: str) -> tuple[str | None, str | None]:
-        """(model id, None) when usable, else (None, a message for the person)."""
+    async def usable_model(self, model_id: str, guild_id: int | None) -> tuple[str | None, str | None]:
+        """(model id, None) when it exists and this server allows it, else (None, a message)."""
         model_id = model_id.strip()
-        if model_id == AUTO_MODEL:
-            return model_id, None
+        policy = self.bot.policy
         try:
-            info = await self.chat.model_info(model_id)
+            info = None if model_id == AUTO_MODEL else await self.chat.model_info(model_id)
+            allowed = await policy.allowed_models(guild_id)
         except OpenRouterError as exc:
             return None, f"The models list is unavailable right now: {exc.user_message}"
-        if info is None:
-            close = [m.id for m in self.chat.catalogue.search(model_id, limit=5)]
+        if model_id != AUTO_MODEL and info is None:
+            close = [m.id for m in self.chat.catalogue.search(model_id, among=allowed, limit=5)]
             hint = f" Did you mean {', '.join(f'`{m}`' for m in close)}?" if close else " Browse them with `/models`."
             return None, f"`{model_id}` is not a model OpenRouter offers.{hint}"
-        return info.id, None
+        if not await policy.is_allowed(guild_id, model_id):
+            return None, (await policy.refusal_for(guild_id, model_id)).message
+        return (info.id if info else model_id), None
 
-    async def model_choices(self, current: str) -> list[app_commands.Choice[str]]:
+    async def model_choices(self, current: str, guild_id: int | None) -> list[app_commands.Choice[str]]:
+        """Autocomplete: only the models this server allows."""
         try:
-            await self.chat.catalogue.ensure_loaded()
+            allowed = await self.bot.policy.allowed_models(guild_id)
         except OpenRouterError:
             return []
-        found = self.chat.catalogue.search(current, limit=25)
+        found = self.chat.catalogue.search(current, among=allowed, limit=25)
         choices = [app_commands.Choice(name=f"{m.name} ({m.id})"[:100], value=m.id) for m in found]
-        if AUTO_MODEL.startswith(current.lower()) and len(choices) < 25:
+        if (AUTO_MODEL.startswith(current.lower()) and len(choices) < 25
+                and await self.bot.policy.is_allowed(guild_id, AUTO_MODEL)):
             choices.insert(0, app_commands.Choice(name="Auto: let OpenRouter pick (openrouter/auto)", value=AUTO_MODEL))
         return choices[:25]
 
@@ -144,8 +148,8 @@ class ChatCog(commands.Cog):
         existing: Conversation | None = None
         if isinstance(channel, discord.Thread):
             existing = await self.chat.repo.by_thread(channel.id)
-        chosen = model or (existing.model if existing else self.settings.default_model)
-        model_id, problem = await self.known_model(chosen)
+        chosen = model or (existing.model if existing else await self.bot.policy.default_model(interaction.guild_id))
+        model_id, problem = await self.usable_model(chosen, interaction.guild_id)
         if model_id is None:
             await interaction.edit_original_response(content=f"⚠️ {problem}", allowed_mentions=NO_MENTIONS)
             return
@@ -167,7 +171,7 @@ class ChatCog(commands.Cog):
 
     @chat_command.autocomplete("model")
     async def chat_model_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await self.model_choices(current)
+        return await self.model_choices(current, interaction.guild_id)
 
     async def open_thread(self, conversation: Conversation, view: DiscordAnswerView, prompt: str) -> None:
         """A public thread on the answer, where the conversation goes on (guild text channels only)."""
@@ -229,9 +233,10 @@ class ChatCog(commands.Cog):
         channel = message.channel
         attachments, rejected = await read_attachments(message.attachments, self.chat.config.attachment_limits)
         if conversation is None:
+            guild_id = message.guild.id if message.guild else None
             conversation = await self.chat.start_conversation(
-                guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
-                owner_id=message.author.id, model=self.settings.default_model, title=thread_title(content))
+                guild_id=guild_id, channel_id=channel.id, owner_id=message.author.id,
+                model=await self.bot.policy.default_model(guild_id), title=thread_title(content))
 
         async def open_first() -> discord.Message:
             await self.bot.pacer.acquire(channel.id)
@@ -266,7 +271,7 @@ class ChatCog(commands.Cog):
                 "Only the person who started this conversation or a moderator can switch its model.", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True)
-        model_id, problem = await self.known_model(model)
+        model_id, problem = await self.usable_model(model, interaction.guild_id)
         if model_id is None:
             await interaction.followup.send(f"⚠️ {problem}", ephemeral=True)
             return
@@ -275,25 +280,27 @@ class ChatCog(commands.Cog):
 
     @model_command.autocomplete("model")
     async def model_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await self.model_choices(current)
+        return await self.model_choices(current, interaction.guild_id)
 
     @app_commands.command(name="models", description="Browse models with their prices")
     @app_commands.describe(search="Words to look for in the model's id or name")
     async def models_command(self, interaction: Interaction, search: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True)
         try:
-            await self.chat.catalogue.ensure_loaded()
+            allowed = await self.bot.policy.allowed_models(interaction.guild_id)
         except OpenRouterError as exc:
             await interaction.followup.send(f"⚠️ The models list is unavailable: {exc.user_message}", ephemeral=True)
             return
-        found = self.chat.catalogue.search(search or "", limit=12)
+        found = self.chat.catalogue.search(search or "", among=allowed, limit=12)
         if not found:
-            await interaction.followup.send(f"No model matches `{search}`.", ephemeral=True)
+            where = " on this server" if interaction.guild_id else ""
+            await interaction.followup.send(f"No allowed model{where} matches `{search or ''}`.", ephemeral=True)
             return
-        total = len(self.chat.catalogue.search(search or "", limit=10_000))
-        embed = discord.Embed(title=f"Models matching “{search}”" if search else "Models",
+        total = len(self.chat.catalogue.search(search or "", among=allowed, limit=10_000))
+        embed = discord.Embed(title=f"Models matching “{search}”" if search else "Models you can use here",
                               description="\n\n".join(model_line(m) for m in found)[:4000])
-        embed.set_footer(text=f"Showing {len(found)} of {total}. Prices per million tokens, input / output.")
+        embed.set_footer(text=f"Showing {len(found)} of {total} allowed here. "
+                              "Prices per million tokens, input / output.")
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     # -- the Stop button ----------------------------------------------------------------------------

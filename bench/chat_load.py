@@ -1,0 +1,435 @@
+"""Benchmark: many simultaneous /chat conversations streaming through the real bot.
+
+Three processes, so each one's CPU and memory are its own:
+
+* the fake OpenRouter (tests/fakes/openrouter_server.py, run by this module with ``--serve-openrouter``):
+  every answer is ``--tokens`` content chunks of one token (4 characters) each, paced at ``--tps``;
+  it prints one JSON line per stream with the moment (CLOCK_MONOTONIC) it started streaming;
+* the bot, unmodified: ``python -m tests.discord.bot_process``, configured from environment variables
+  as in production, only Discord's addresses redirected to the fake;
+* this process: the fake Discord (tests/fakes/discord_server.py, which allows 5 writes per 5 s per
+  channel and answers 429 beyond) and the load driver, which sends ``--conversations`` /chat commands
+  at once, from as many users in as many text channels, then reads the figures from the fakes' records.
+
+    python -m bench.chat_load [--conversations 100] [--tokens 400] [--tps 50]
+
+Bot CPU is read from /proc/<pid>/stat (utime + stime) just before the commands go out and once every
+answer is finished; peak memory is the bot's VmHWM (peak resident set) from /proc/<pid>/status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT_TAG = re.compile(r"bench-conversation-(\d+)")
+FOOTER_MARK = "\n-# "
+CURSOR = "▌"
+
+# Targets from the issue.
+TARGET_FIRST_EDIT_P99_MS = 250.0
+TARGET_429S = 0
+TARGET_CPU_PER_1K_TOKENS = 0.05
+TARGET_PEAK_MB = 200.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake OpenRouter process
+# ---------------------------------------------------------------------------------------------
+
+
+def serve_openrouter(tokens: int, tps: float) -> None:
+    """Run the fake OpenRouter until SIGTERM; print its base URL, then one JSON line per stream."""
+    from aiohttp import web
+
+    from tests.fakes.openrouter_server import FakeOpenRouter, _Plan
+
+    class TimedOpenRouter(FakeOpenRouter):
+        """Reports when each generated stream starts.
+
+        `_register_plan` runs in `_stream` right before the response headers are written; the
+        keep-alive comment and the first content chunk (which has no pacing delay) follow in the same
+        write, so this moment is when the first token leaves the server (well under 1 ms later).
+        """
+
+        def _register_plan(self, request: web.Request, plan: _Plan, body: dict[str, Any], *,
+                           streamed: bool) -> dict[str, Any]:
+            record = super()._register_plan(request, plan, body, streamed=streamed)
+            if streamed:
+                found = PROMPT_TAG.search(json.dumps(body.get("messages", [])[-1:]))
+                print(json.dumps({"t": time.monotonic(), "conversation": int(found.group(1)) if found else None,
+                                  "first_piece": plan.pieces[0], "chars": len(plan.text),
+                                  "tokens": plan.completion_tokens}), flush=True)
+            return record
+
+    async def serve() -> None:
+        fake = TimedOpenRouter()
+        fake.stream_chunks = tokens
+        fake.chunk_chars = 4  # the fake counts 4 characters as one token, and paces by that
+        fake.tokens_per_second = tps
+        fake.record_requests = False
+        await fake.start()
+        print(fake.base_url, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await fake.close()
+
+    asyncio.run(serve())
+
+
+@dataclass
+class StreamStart:
+    t: float  # CLOCK_MONOTONIC when the first token was sent
+    first_piece: str
+    chars: int
+    tokens: int
+
+
+@dataclass
+class OpenRouterProcess:
+    proc: asyncio.subprocess.Process
+    url: str
+    starts: dict[int, StreamStart] = field(default_factory=dict)
+    reader: asyncio.Task[None] | None = None
+
+    async def read_records(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            data = json.loads(line)
+            if data["conversation"] is not None:
+                self.starts[int(data["conversation"])] = StreamStart(
+                    t=data["t"], first_piece=data["first_piece"], chars=data["chars"], tokens=data["tokens"])
+
+
+async def start_openrouter(tokens: int, tps: float) -> OpenRouterProcess:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.chat_load", "--serve-openrouter", "--tokens", str(tokens), "--tps", str(tps),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    url = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        raise SystemExit(f"the fake OpenRouter did not start: {url!r}")
+    server = OpenRouterProcess(proc, url)
+    server.reader = asyncio.create_task(server.read_records())
+    return server
+
+
+# ---------------------------------------------------------------------------------------------
+# Process figures from /proc
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; fields[0] is field 3 (state)
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM (the peak resident set size) of a process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The bot process
+# ---------------------------------------------------------------------------------------------
+
+
+async def start_bot(discord_base_url: str, gateway_url: str, openrouter_url: str, workdir: Path,
+                    log_file: Path, edit_interval: float) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "OPENROUTER_"))} | {
+        "FAKE_DISCORD_API": f"{discord_base_url}/api/v10",
+        "FAKE_DISCORD_GATEWAY": gateway_url,
+        "DISCORD_TOKEN": "bench-discord-token",
+        "OPENROUTER_API_KEY": "sk-or-v1-bench-key",
+        "OPENROUTER_BASE_URL": openrouter_url,
+        "DATABASE_PATH": str(workdir / "bot.sqlite3"),
+        "DEFAULT_MODEL": "openai/gpt-4o",
+        "STREAM_EDIT_INTERVAL_SECONDS": str(edit_interval),
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
+    }
+    with log_file.open("wb") as out:  # the child keeps its own handle
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.discord.bot_process", cwd=workdir, env=env,
+            stdout=out, stderr=asyncio.subprocess.STDOUT)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 20) -> None:  # noqa: ASYNC109
+    if proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Conversation:
+    index: int
+    user_id: int
+    channel_id: int
+    interaction: Any = None  # tests.fakes.discord_server.Interaction
+
+
+@dataclass
+class Results:
+    conversations: int
+    finished: int
+    failures: list[str]
+    first_edit_ms: list[float]
+    chat_to_first_token_ms: list[float]
+    defer_ms: list[float]
+    edits_per_message: list[int]
+    edit_rates: list[float]
+    max_writes_5s: int
+    rate_limited: int
+    rate_limited_kinds: dict[str, int]
+    tokens: int
+    bot_cpu: float
+    bot_cpu_total: float
+    bot_peak_bytes: int
+    driver_cpu: float
+    openrouter_cpu: float
+    load_seconds: float
+    bot_log_problems: list[str]
+
+
+def answer_done(conv: Conversation) -> bool:
+    """The answer was finalised (footer, no cursor) and its thread opened: the bot is done with it."""
+    inter = conv.interaction
+    msg = None if inter is None else inter.message
+    return (msg is not None and msg.thread_id is not None and FOOTER_MARK in "\n" + msg.content
+            and CURSOR not in msg.content)
+
+
+async def run_load(args: argparse.Namespace) -> Results:
+    from tests.fakes.discord_server import FakeDiscord
+
+    n = args.conversations
+    workdir = Path(tempfile.mkdtemp(prefix="chat-load-"))
+    log_file = workdir / "bot.log"
+    openrouter = await start_openrouter(args.tokens, args.tps)
+    discord_fake = FakeDiscord()
+    await discord_fake.start()
+    convs = [Conversation(i, discord_fake.add_user(f"user{i}"), discord_fake.add_text_channel(f"load-{i}"))
+             for i in range(n)]
+    bot = await start_bot(discord_fake.base_url, discord_fake.gateway_url, openrouter.url, workdir, log_file,
+                          args.edit_interval)
+    try:
+        await discord_fake.wait_ready(timeout=60)
+        await discord_fake.wait_for(lambda: discord_fake.find_command("chat") is not None, timeout=30)
+        await asyncio.sleep(0.5)  # let the bot settle after start-up
+        if bot.returncode is not None:
+            raise SystemExit(f"the bot exited during start-up ({bot.returncode}); see {log_file}")
+
+        bot_cpu_at_start = cpu_seconds(bot.pid)
+        or_cpu_at_start = cpu_seconds(openrouter.proc.pid)
+        driver_cpu_at_start = time.process_time()
+        load_started = time.monotonic()
+
+        async def chat(conv: Conversation) -> None:
+            conv.interaction = await discord_fake.slash(
+                "chat", {"prompt": f"bench-conversation-{conv.index}: please write a long answer"},
+                user_id=conv.user_id, channel_id=conv.channel_id)
+
+        await asyncio.gather(*(chat(c) for c in convs))
+        deadline = load_started + args.tokens / args.tps * 3 + 60
+        while not all(answer_done(c) for c in convs):
+            if bot.returncode is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        load_seconds = time.monotonic() - load_started
+        bot_cpu = cpu_seconds(bot.pid) - bot_cpu_at_start
+        or_cpu = cpu_seconds(openrouter.proc.pid) - or_cpu_at_start
+        driver_cpu = time.process_time() - driver_cpu_at_start
+        bot_cpu_total = cpu_seconds(bot.pid)
+        bot_peak = peak_rss_bytes(bot.pid)
+    finally:
+        await stop_process(bot)
+        await stop_process(openrouter.proc)
+        if openrouter.reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(openrouter.reader, 5)
+        await discord_fake.close()
+
+    failures: list[str] = []
+    first_edit_ms: list[float] = []
+    chat_to_first_token_ms: list[float] = []
+    defer_ms: list[float] = []
+    edits_per_message: list[int] = []
+    edit_rates: list[float] = []
+    max_writes = 0
+    tokens = 0
+    for conv in convs:
+        inter = conv.interaction
+        start = openrouter.starts.get(conv.index)
+        max_writes = max(max_writes, discord_fake.max_writes_in_window(conv.channel_id))
+        if inter is not None and inter.callback_delay is not None:
+            defer_ms.append(inter.callback_delay * 1000)
+        if not answer_done(conv) or start is None:
+            failures.append(f"conversation {conv.index}: " + ("no stream started" if start is None else
+                            f"not finished (callback errors {inter.callback_errors if inter else None})"))
+            continue
+        msg = inter.message
+        answer = msg.content.split("\n\n" + FOOTER_MARK.strip("\n"), 1)[0]
+        if len(answer) != start.chars:
+            failures.append(f"conversation {conv.index}: answer has {len(answer)} characters, sent {start.chars}")
+        tokens += start.tokens
+        chat_to_first_token_ms.append((start.t - inter.dispatched_at) * 1000)
+        visible = next((t for text, t in zip(msg.edits, msg.edit_times, strict=True) if start.first_piece in text),
+                       None)
+        if visible is None:
+            failures.append(f"conversation {conv.index}: no edit showed the answer")
+            continue
+        first_edit_ms.append((visible - start.t) * 1000)
+        # Every message the bot wrote in this channel for the answer (one, unless the answer is long).
+        for m in discord_fake.bot_messages(conv.channel_id):
+            if not m.edit_times:
+                continue
+            began = start.t if m.id == msg.id else m.created_at
+            span = m.edit_times[-1] - began
+            edits_per_message.append(len(m.edits))
+            if span > 0:
+                edit_rates.append(len(m.edits) / span)
+    kinds: dict[str, int] = {}
+    for _, _, kind in discord_fake.rate_limit_log:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    problems = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    return Results(
+        conversations=n, finished=sum(answer_done(c) for c in convs), failures=failures,
+        first_edit_ms=first_edit_ms, chat_to_first_token_ms=chat_to_first_token_ms, defer_ms=defer_ms,
+        edits_per_message=edits_per_message, edit_rates=edit_rates, max_writes_5s=max_writes,
+        rate_limited=discord_fake.rate_limited_count, rate_limited_kinds=kinds, tokens=tokens,
+        bot_cpu=bot_cpu, bot_cpu_total=bot_cpu_total, bot_peak_bytes=bot_peak, driver_cpu=driver_cpu,
+        openrouter_cpu=or_cpu, load_seconds=load_seconds, bot_log_problems=problems,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
+    cpu_per_1k = r.bot_cpu / (r.tokens / 1000) if r.tokens else math.nan
+    peak_mb = r.bot_peak_bytes / 1e6
+    p50, p99 = percentile(r.first_edit_ms, 50), percentile(r.first_edit_ms, 99)
+    mean_rate = sum(r.edit_rates) / len(r.edit_rates) if r.edit_rates else math.nan
+    max_rate = max(r.edit_rates, default=math.nan)
+    mean_edits = sum(r.edits_per_message) / len(r.edits_per_message) if r.edits_per_message else math.nan
+
+    print(f"chat load: {args.conversations} conversations at once, {args.tokens} tokens each at {args.tps:g} tokens/s "
+          f"(STREAM_EDIT_INTERVAL_SECONDS={args.edit_interval:g}); Discord allows 5 writes / 5 s per channel")
+    print(f"finished answers: {r.finished}/{r.conversations}; {r.tokens:,} tokens streamed; "
+          f"load phase {r.load_seconds:.1f} s (first /chat to last answer finished)")
+    rows: list[tuple[str, str, str, bool | None]] = [
+        ("first token -> first visible edit, p50", f"{p50:.0f} ms", "", None),
+        ("first token -> first visible edit, p99", f"{p99:.0f} ms", f"< {TARGET_FIRST_EDIT_P99_MS:.0f} ms",
+         p99 < TARGET_FIRST_EDIT_P99_MS),
+        ("edits per message per second, mean", f"{mean_rate:.2f}", "", None),
+        ("edits per message per second, max", f"{max_rate:.2f}", "", None),
+        ("429s received", f"{r.rate_limited}", f"{TARGET_429S}", r.rate_limited <= TARGET_429S),
+        ("bot CPU s per 1,000 tokens", f"{cpu_per_1k:.4f}", f"< {TARGET_CPU_PER_1K_TOKENS}",
+         cpu_per_1k < TARGET_CPU_PER_1K_TOKENS),
+        ("bot peak memory (VmHWM)", f"{peak_mb:.1f} MB", f"< {TARGET_PEAK_MB:.0f} MB", peak_mb < TARGET_PEAK_MB),
+    ]
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'metric':<{width}}  {'value':>10}  {'target':>10}  result")
+    for name, value, target, ok in rows:
+        verdict = "" if ok is None else ("PASS" if ok else "MISS")
+        print(f"{name:<{width}}  {value:>10}  {target:>10}  {verdict}")
+
+    print("\ndetails:")
+    print("  first token = when the fake OpenRouter wrote the stream's first content chunk; first visible edit =")
+    print("  when the fake Discord accepted the first edit of the /chat response that contains that chunk")
+    print("  (both CLOCK_MONOTONIC, system-wide); edits per message per second = the message's edits (live and")
+    print("  final) / (its last edit - first token).")
+    print(f"  edits per answer message: mean {mean_edits:.1f}; most writes to one channel in any 5 s: {r.max_writes_5s}")
+    if r.rate_limited_kinds:
+        print(f"  429s by kind: {r.rate_limited_kinds}")
+    print(f"  /chat dispatched -> first token: p50 {percentile(r.chat_to_first_token_ms, 50):.0f} ms, "
+          f"p99 {percentile(r.chat_to_first_token_ms, 99):.0f} ms; /chat -> deferred: "
+          f"p99 {percentile(r.defer_ms, 99):.0f} ms (Discord's deadline 3000 ms)")
+    print(f"  bot CPU during the load: {r.bot_cpu:.2f} s ({r.bot_cpu_total:.2f} s including start-up); "
+          f"fake Discord + driver: {r.driver_cpu:.2f} s; fake OpenRouter: {r.openrouter_cpu:.2f} s; "
+          f"machine has {os.cpu_count()} CPUs")
+    if r.bot_log_problems:
+        print(f"  bot logged {len(r.bot_log_problems)} warning/error line(s); first ones:")
+        for line in r.bot_log_problems[:5]:
+            print(f"    {line[:300]}")
+    for failure in r.failures[:10]:
+        print(f"  FAILED: {failure}")
+    if len(r.failures) > 10:
+        print(f"  ... and {len(r.failures) - 10} more failures")
+    print(f"\ntotal run time: {total_seconds:.1f} s")
+    results = [ok for *_, ok in rows if ok is not None]
+    return all(results) and not r.failures
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.chat_load", description=__doc__.splitlines()[0])
+    parser.add_argument("--conversations", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=400, help="tokens per answer (one 4-character chunk each)")
+    parser.add_argument("--tps", type=float, default=50.0, help="tokens per second of each stream")
+    parser.add_argument("--edit-interval", type=float, default=1.0,
+                        help="the bot's STREAM_EDIT_INTERVAL_SECONDS (default: the production default, 1.0)")
+    parser.add_argument("--serve-openrouter", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_openrouter:
+        serve_openrouter(args.tokens, args.tps)
+        return 0
+    started = time.monotonic()
+    results = asyncio.run(run_load(args))
+    ok = report(args, results, time.monotonic() - started)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Per-server policy: which models may be used, the server's defaults, and provider preferences.
+
+Pure pattern matching at the top; `GuildPolicy` reads the server's configuration and turns it into
+a `RequestPlan` (or a refusal) for each answer. DMs follow the operator's defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from bot.chat.service import AUTO_MODEL, RequestPlan
+from bot.openrouter.catalogue import ModelCatalogue
+from bot.openrouter.types import ModelInfo, ProviderPreferences
+from bot.store.guilds import GuildRepo, GuildSettings
+
+PATTERN_SHAPE = re.compile(r"^[A-Za-z0-9*?._:/\-\[\]]+$")
+
+
+def valid_pattern(pattern: str) -> bool:
+    """A model id or a glob over ids: letters, digits, `/ . _ - :` and the wildcards `* ? [ ]`."""
+    return bool(PATTERN_SHAPE.match(pattern)) and len(pattern) <= 200
+
+
+def is_pattern(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def model_allowed(model_id: str, patterns: Iterable[str]) -> bool:
+    """Whether `model_id` matches one of the patterns (`anthropic/*`, `*:free`, or an exact id)."""
+    return any(fnmatchcase(model_id, pattern) for pattern in patterns)
+
+
+def allowed_among(models: Iterable[ModelInfo], patterns: Sequence[str]) -> list[ModelInfo]:
+    return [m for m in models if model_allowed(m.id, patterns)]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    message: str
+
+
+class GuildPolicy:
+    def __init__(self, *, guilds: GuildRepo, catalogue: ModelCatalogue, operator_patterns: Sequence[str],
+                 operator_default_model: str, fallback_models: Sequence[str], max_answer_tokens: int) -> None:
+        self.guilds = guilds
+        self.catalogue = catalogue
+        self.operator_patterns = list(operator_patterns)
+        self.operator_default_model = operator_default_model
+        self.fallback_models = list(fallback_models)
+        self.max_answer_tokens = max_answer_tokens
+
+    async def settings(self, guild_id: int | None) -> GuildSettings:
+        return await self.guilds.settings(guild_id) if guild_id else GuildSettings(0)
+
+    async def patterns(self, guild_id: int | None) -> list[str]:
+        own = await self.guilds.patterns(guild_id) if guild_id else []
+        return own or self.operator_patterns
+
+    async def has_own_list(self, guild_id: int) -> bool:
+        return bool(await self.guilds.patterns(guild_id))
+
+    async def default_model(self, guild_id: int | None) -> str:
+        settings = await self.settings(guild_id)
+        return settings.default_model or self.operator_default_model
+
+    async def is_allowed(self, guild_id: int | None, model_id: str) -> bool:
+        patterns = await self.patterns(guild_id)
+        if model_id == AUTO_MODEL:
+            return model_allowed(AUTO_MODEL, patterns) or bool(self.auto_candidates(patterns))
+        return model_allowed(model_id, patterns)
+
+    def auto_candidates(self, patterns: Sequence[str]) -> list[ModelInfo]:
+        return [m for m in allowed_among(self.catalogue.all(), patterns) if m.id != AUTO_MODEL]
+
+    async def allowed_models(self, guild_id: int | None) -> list[ModelInfo]:
+        await self.catalogue.ensure_loaded()
+        return allowed_among(self.catalogue.all(), await self.patterns(guild_id))
+
+    async def refusal_for(self, guild_id: int | None, model_id: str) -> Refusal:
+        patterns = await self.patterns(guild_id)
+        shown = ", ".join(f"`{p}`" for p in patterns[:15]) + (" …" if len(patterns) > 15 else "")
+        where = "on this server" if guild_id else "here"
+        return Refusal(f"The model `{model_id}` is not allowed {where}. Allowed: {shown}. "
+                       f"Pick one with `/model`.")
+
+    async def plan(self, guild_id: int | None, model_id: str) -> tuple[RequestPlan, list[ModelInfo]] | Refusal:
+        """What to request for an answer by `model_id` here, and every model it may end up on."""
+        await self.catalogue.ensure_loaded()
+        patterns = await self.patterns(guild_id)
+        settings = await self.settings(guild_id)
+        plugins: tuple[dict[str, object], ...] = ()
+        if model_id == AUTO_MODEL:
+            candidates = self.auto_candidates(patterns)
+            if not candidates:
+                return await self.refusal_for(guild_id, model_id)
+            # the auto router may only pick among the allowed models
+            plugins = ({"id": "auto-router", "allowed_models": list(patterns)},)
+        else:
+            if not model_allowed(model_id, patterns):
+                return await self.refusal_for(guild_id, model_id)
+            info = self.catalogue.get(model_id)
+            if info is None:
+                return Refusal(f"The model `{model_id}` is not available on OpenRouter. Pick another with `/model`.")
+            candidates = [info]
+        fallbacks: tuple[str, ...] = ()
+        if settings.allow_fallbacks:
+            fallbacks = tuple(m for m in self.fallback_models
+                              if m != model_id and model_allowed(m, patterns) and self.catalogue.get(m) is not None)
+            candidates += [info for m in fallbacks if (info := self.catalogue.get(m)) is not None]
+        provider = ProviderPreferences(
+            sort=settings.provider_sort,  # type: ignore[arg-type]
+            data_collection="deny" if settings.deny_data_collection else None,
+            allow_fallbacks=None if settings.allow_fallbacks else False,
+        )
+        plan = RequestPlan(model=model_id, max_tokens=self.max_answer_tokens, fallback_models=fallbacks,
+                           provider=provider, system_prompt=settings.system_prompt, plugins=plugins)
+        return plan, candidates

@@ -1,0 +1,202 @@
+"""Monthly spend quotas per server and per member: reserve the worst case, settle the real cost.
+
+Before a request, its worst-case cost (estimated prompt tokens × prompt price + max tokens ×
+completion price + per-request and image fees) is held atomically against what the server and the
+member have left, and `max_tokens` is lowered to what the budget can pay. Afterwards the hold is
+replaced by the real cost. Months are calendar months in UTC; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from bot.chat.costs import affordable_completion_tokens, estimate_cost
+from bot.logs import get_logger
+from bot.money import from_nusd, to_nusd, usd
+from bot.openrouter.types import ModelInfo
+from bot.store.guilds import GuildRepo
+from bot.store.spend import GUILD_ROW, Held, OpenReservation, Settled, Short, SpendRepo
+
+log = get_logger(__name__)
+DM_GUILD = 0
+MIN_ANSWER_TOKENS = 32
+
+
+def month_key(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m")
+
+
+def month_name(now: datetime) -> str:
+    return calendar.month_name[now.astimezone(UTC).month]
+
+
+def next_reset(now: datetime) -> date:
+    now = now.astimezone(UTC)
+    return date(now.year + 1, 1, 1) if now.month == 12 else date(now.year, now.month + 1, 1)
+
+
+def reset_text(now: datetime) -> str:
+    reset = next_reset(now)
+    return f"{reset.day} {calendar.month_name[reset.month]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """Worst-case prices (USD per unit) over every model a request may end up on."""
+
+    prompt: Decimal
+    completion: Decimal
+    request: Decimal = Decimal(0)
+    image: Decimal = Decimal(0)
+
+    @classmethod
+    def worst_of(cls, models: list[ModelInfo]) -> Pricing:
+        return cls(max(m.prompt_price for m in models), max(m.completion_price for m in models),
+                   max(m.request_price for m in models), max(m.image_price for m in models))
+
+    def as_model(self) -> ModelInfo:
+        return ModelInfo(id="(worst case)", name="", context_length=0, max_completion_tokens=None,
+                         prompt_price=self.prompt, completion_price=self.completion, request_price=self.request,
+                         image_price=self.image, input_modalities=(), output_modalities=(),
+                         supported_parameters=frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: int
+    guild_id: int
+    user_id: int
+    amount: Decimal
+    max_tokens: int
+    lowered: bool  # max_tokens was lowered to fit the budget
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRefusal:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    guild_quota: Decimal | None  # None: no limit
+    member_quota: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    month: str
+    resets: str
+    member_spent: Decimal
+    member_quota: Decimal | None
+    guild_spent: Decimal
+    guild_quota: Decimal | None
+    top_members: list[tuple[int, Decimal]]
+    top_models: list[tuple[str, Decimal, int]]
+
+
+class QuotaService:
+    def __init__(self, *, spend: SpendRepo, guilds: GuildRepo, default_guild_quota: Decimal | None,
+                 default_member_quota: Decimal | None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+                 ) -> None:
+        self.spend = spend
+        self.guilds = guilds
+        self.default_guild_quota = default_guild_quota
+        self.default_member_quota = default_member_quota
+        self.clock = clock
+
+    async def limits(self, guild_id: int | None) -> Limits:
+        if not guild_id:
+            return Limits(self.default_guild_quota, self.default_member_quota)
+        settings = await self.guilds.settings(guild_id)
+        guild = from_nusd(settings.guild_quota_nusd) if settings.guild_quota_nusd is not None \
+            else self.default_guild_quota
+        member = from_nusd(settings.member_quota_nusd) if settings.member_quota_nusd is not None \
+            else self.default_member_quota
+        return Limits(guild, member)
+
+    def refusal_text(self, short: Short, now: datetime) -> str:
+        spent, quota = usd(from_nusd(short.spent_nusd)), usd(from_nusd(short.quota_nusd))
+        when = f"for {month_name(now)}; it resets on {reset_text(now)}"
+        if short.quota_nusd == 0:
+            who = "This server" if short.scope == "server" else "You"
+            return f"{who} cannot spend anything on models this month (the limit is $0.00). " \
+                   f"Free models (`*:free`) still work. It resets on {reset_text(now)}."
+        if short.scope == "server":
+            return f"This server has used {spent} of its {quota} {when}."
+        return f"You have used {spent} of your {quota} {when}."
+
+    async def reserve(self, *, guild_id: int | None, user_id: int, model: str, pricing: Pricing,
+                      prompt_tokens: int, images: int, max_tokens: int) -> Reservation | QuotaRefusal:
+        now = self.clock()
+        limits = await self.limits(guild_id)
+        worst = pricing.as_model()
+        chosen = {"max_tokens": max_tokens}
+
+        def size(available: int | None) -> int | None:
+            if available is None:
+                return to_nusd(estimate_cost(worst, prompt_tokens=prompt_tokens, completion_tokens=max_tokens,
+                                             images=images))
+            affordable = affordable_completion_tokens(worst, from_nusd(available), prompt_tokens=prompt_tokens,
+                                                      images=images)
+            tokens = min(max_tokens, affordable)
+            if tokens < min(MIN_ANSWER_TOKENS, max_tokens):
+                return None
+            chosen["max_tokens"] = tokens
+            amount = to_nusd(estimate_cost(worst, prompt_tokens=prompt_tokens, completion_tokens=tokens,
+                                           images=images))
+            return min(amount, available) if amount - available <= 1 else amount
+
+        result = await self.spend.reserve(
+            guild_id=guild_id or DM_GUILD, user_id=user_id, month=month_key(now), model=model,
+            guild_quota_nusd=to_nusd(limits.guild_quota) if limits.guild_quota is not None else None,
+            member_quota_nusd=to_nusd(limits.member_quota) if limits.member_quota is not None else None,
+            size=size)
+        if isinstance(result, Short):
+            log.info("request refused by quota", scope=result.scope, spent=result.spent_nusd, quota=result.quota_nusd)
+            return QuotaRefusal(self.refusal_text(result, now))
+        assert isinstance(result, Held)
+        return Reservation(result.id, guild_id or DM_GUILD, user_id, from_nusd(result.amount_nusd),
+                           chosen["max_tokens"], chosen["max_tokens"] < max_tokens)
+
+    async def link_turn(self, reservation: Reservation, turn_id: int) -> None:
+        await self.spend.link_turn(reservation.id, turn_id)
+
+    async def settle(self, reservation_id: int, guild_id: int, cost: Decimal | None, *, source: str,
+                     model: str | None, fallback: Decimal) -> tuple[Settled | None, list[str]]:
+        """Settle a hold to the real cost (`fallback`, the held amount, when the cost is unknown)."""
+        now = self.clock()
+        limits = await self.limits(guild_id or None)
+        actual = cost if cost is not None else fallback
+        settled = await self.spend.settle(
+            reservation_id, to_nusd(actual), source=source if cost is not None else "reserved", model=model,
+            guild_quota_nusd=to_nusd(limits.guild_quota) if limits.guild_quota is not None else None,
+            member_quota_nusd=to_nusd(limits.member_quota) if limits.member_quota is not None else None)
+        warnings: list[str] = []
+        if settled is not None:
+            if settled.warn_guild and limits.guild_quota:
+                warnings.append(f"This server has now used {usd(from_nusd(settled.guild_spent_nusd))} of its "
+                                f"{usd(limits.guild_quota)} for {month_name(now)} (over 80 %).")
+            if settled.warn_member and limits.member_quota:
+                warnings.append(f"You have now used {usd(from_nusd(settled.member_spent_nusd))} of your "
+                                f"{usd(limits.member_quota)} for {month_name(now)} (over 80 %).")
+        return settled, warnings
+
+    async def open_reservations(self) -> list[OpenReservation]:
+        return await self.spend.open_reservations()
+
+    async def usage(self, guild_id: int | None, user_id: int, *, details: bool) -> UsageReport:
+        now = self.clock()
+        month = month_key(now)
+        gid = guild_id or DM_GUILD
+        limits = await self.limits(guild_id)
+        member = await self.spend.totals(gid, month, user_id)
+        guild = await self.spend.totals(gid, month, GUILD_ROW)
+        top_members = [(uid, from_nusd(n)) for uid, n in await self.spend.top_members(gid, month)] if details else []
+        top_models = [(m, from_nusd(n), r) for m, n, r in await self.spend.top_models(gid, month)] if details else []
+        return UsageReport(f"{month_name(now)} {now.year}", reset_text(now), from_nusd(member.spent_nusd),
+                           limits.member_quota, from_nusd(guild.spent_nusd), limits.guild_quota, top_members,
+                           top_models)

@@ -1,0 +1,113 @@
+"""Every SQL statement about per-server configuration, the model allowlist and the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+from bot.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    guild_id: int
+    default_model: str | None = None
+    system_prompt: str | None = None
+    provider_sort: str | None = None
+    deny_data_collection: bool = False
+    allow_fallbacks: bool = True
+    guild_quota_nusd: int | None = None
+    member_quota_nusd: int | None = None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> GuildSettings:
+        return cls(row["guild_id"], row["default_model"], row["system_prompt"], row["provider_sort"],
+                   bool(row["deny_data_collection"]), bool(row["allow_fallbacks"]), row["guild_quota_nusd"],
+                   row["member_quota_nusd"])
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    actor_id: int
+    action: str
+    old_value: str | None
+    new_value: str | None
+    created_at: str
+
+
+SETTING_COLUMNS = frozenset({"default_model", "system_prompt", "provider_sort", "deny_data_collection",
+                             "allow_fallbacks", "guild_quota_nusd", "member_quota_nusd"})
+
+
+class GuildRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def settings(self, guild_id: int) -> GuildSettings:
+        row = await self.db.fetchone("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+        return GuildSettings.from_row(row) if row else GuildSettings(guild_id)
+
+    async def patterns(self, guild_id: int) -> list[str]:
+        rows = await self.db.fetchall("SELECT pattern FROM guild_models WHERE guild_id = ? ORDER BY pattern",
+                                      (guild_id,))
+        return [r["pattern"] for r in rows]
+
+    async def audit(self, guild_id: int, limit: int = 15) -> list[AuditEntry]:
+        rows = await self.db.fetchall(
+            "SELECT id, actor_id, action, old_value, new_value, created_at FROM audit_log WHERE guild_id = ? "
+            "ORDER BY id DESC LIMIT ?", (guild_id, limit))
+        return [AuditEntry(*tuple(r)) for r in rows]
+
+    # -- changes: each one in a transaction with its audit entry -------------------------------------
+
+    async def set_setting(self, guild_id: int, column: str, value: object, *, actor_id: int, action: str,
+                          old_text: str | None, new_text: str | None) -> None:
+        if column not in SETTING_COLUMNS:
+            raise ValueError(f"unknown setting {column!r}")
+        async with self.db.transaction() as tx:
+            await tx.execute("INSERT INTO guild_settings (guild_id) VALUES (?) ON CONFLICT (guild_id) DO NOTHING",
+                             (guild_id,))
+            await tx.execute(
+                f"UPDATE guild_settings SET {column} = ?, "  # column is from the fixed set above
+                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE guild_id = ?", (value, guild_id))
+            await self._audit(tx, guild_id, actor_id, action, old_text, new_text)
+
+    async def add_pattern(self, guild_id: int, pattern: str, *, actor_id: int, seed: list[str]) -> bool:
+        """Add to the server's list; a server that had none starts from `seed` (the operator's list)."""
+        async with self.db.transaction() as tx:
+            existing = [r["pattern"] for r in await tx.fetchall(
+                "SELECT pattern FROM guild_models WHERE guild_id = ?", (guild_id,))]
+            if pattern in existing:
+                return False
+            to_add = ([p for p in seed if p != pattern] if not existing else []) + [pattern]
+            for item in to_add:
+                await tx.execute("INSERT INTO guild_models (guild_id, pattern, added_by) VALUES (?, ?, ?)",
+                                 (guild_id, item, actor_id))
+            await self._audit(tx, guild_id, actor_id, "model allow", None, pattern)
+        return True
+
+    async def remove_pattern(self, guild_id: int, pattern: str, *, actor_id: int, seed: list[str]) -> bool:
+        async with self.db.transaction() as tx:
+            existing = [r["pattern"] for r in await tx.fetchall(
+                "SELECT pattern FROM guild_models WHERE guild_id = ?", (guild_id,))]
+            current = existing or seed
+            if pattern not in current:
+                return False
+            if not existing:  # materialise the operator's list, minus this one
+                for item in seed:
+                    if item != pattern:
+                        await tx.execute("INSERT INTO guild_models (guild_id, pattern, added_by) VALUES (?, ?, ?)",
+                                         (guild_id, item, actor_id))
+            else:
+                await tx.execute("DELETE FROM guild_models WHERE guild_id = ? AND pattern = ?", (guild_id, pattern))
+            await self._audit(tx, guild_id, actor_id, "model remove", pattern, None)
+        return True
+
+    @staticmethod
+    async def _audit(tx: Database, guild_id: int, actor_id: int, action: str, old: str | None,
+                     new: str | None) -> None:
+        await tx.execute(
+            "INSERT INTO audit_log (guild_id, actor_id, action, old_value, new_value) VALUES (?, ?, ?, ?, ?)",
+            (guild_id, actor_id, action, old, new))
