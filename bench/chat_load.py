@@ -147,6 +147,17 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of a process (thread id -> utime + stime)."""
+    result: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            stat = (task / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            result[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return result
+
+
 def peak_rss_bytes(pid: int) -> int:
     """VmHWM (the peak resident set size) of a process, from /proc/<pid>/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -190,15 +201,24 @@ async def start_bot(discord_base_url: str, gateway_url: str, openrouter_url: str
             stdout=out, stderr=asyncio.subprocess.STDOUT)
 
 
-async def stop_process(proc: asyncio.subprocess.Process, timeout: float = 20) -> None:  # noqa: ASYNC109
+async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM,
+                       timeout: float = 20) -> None:  # noqa: ASYNC109
     if proc.returncode is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
+
+
+async def start_py_spy(pid: int, output: str) -> asyncio.subprocess.Process:
+    """Sample the bot with py-spy (if installed) during the load; raw collapsed stacks to `output`."""
+    exe = Path(sys.executable).with_name("py-spy")
+    return await asyncio.create_subprocess_exec(
+        str(exe) if exe.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
+        "--gil", "--nonblocking", "--output", output, stdout=asyncio.subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,6 +249,7 @@ class Results:
     rate_limited_kinds: dict[str, int]
     tokens: int
     bot_cpu: float
+    bot_cpu_main: float
     bot_cpu_total: float
     bot_peak_bytes: int
     driver_cpu: float
@@ -265,7 +286,9 @@ async def run_load(args: argparse.Namespace) -> Results:
         if bot.returncode is not None:
             raise SystemExit(f"the bot exited during start-up ({bot.returncode}); see {log_file}")
 
+        profiler = await start_py_spy(bot.pid, args.py_spy) if args.py_spy else None
         bot_cpu_at_start = cpu_seconds(bot.pid)
+        bot_threads_at_start = thread_cpu_seconds(bot.pid)
         or_cpu_at_start = cpu_seconds(openrouter.proc.pid)
         driver_cpu_at_start = time.process_time()
         load_started = time.monotonic()
@@ -283,6 +306,10 @@ async def run_load(args: argparse.Namespace) -> Results:
             await asyncio.sleep(0.05)
         load_seconds = time.monotonic() - load_started
         bot_cpu = cpu_seconds(bot.pid) - bot_cpu_at_start
+        threads = thread_cpu_seconds(bot.pid)
+        bot_cpu_main = threads.get(bot.pid, 0.0) - bot_threads_at_start.get(bot.pid, 0.0)
+        if profiler is not None:
+            await stop_process(profiler, signal.SIGINT)
         or_cpu = cpu_seconds(openrouter.proc.pid) - or_cpu_at_start
         driver_cpu = time.process_time() - driver_cpu_at_start
         bot_cpu_total = cpu_seconds(bot.pid)
@@ -337,13 +364,15 @@ async def run_load(args: argparse.Namespace) -> Results:
     kinds: dict[str, int] = {}
     for _, _, kind in discord_fake.rate_limit_log:
         kinds[kind] = kinds.get(kind, 0) + 1
-    problems = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    problems = [line for line in log_file.read_text(errors="replace").splitlines()
+                if line.strip() and "voice will NOT be supported" not in line]  # discord.py's, harmless here
     return Results(
         conversations=n, finished=sum(answer_done(c) for c in convs), failures=failures,
         first_edit_ms=first_edit_ms, chat_to_first_token_ms=chat_to_first_token_ms, defer_ms=defer_ms,
         edits_per_message=edits_per_message, edit_rates=edit_rates, max_writes_5s=max_writes,
         rate_limited=discord_fake.rate_limited_count, rate_limited_kinds=kinds, tokens=tokens,
-        bot_cpu=bot_cpu, bot_cpu_total=bot_cpu_total, bot_peak_bytes=bot_peak, driver_cpu=driver_cpu,
+        bot_cpu=bot_cpu, bot_cpu_main=bot_cpu_main, bot_cpu_total=bot_cpu_total, bot_peak_bytes=bot_peak,
+        driver_cpu=driver_cpu,
         openrouter_cpu=or_cpu, load_seconds=load_seconds, bot_log_problems=problems,
     )
 
@@ -387,13 +416,15 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
     print("  when the fake Discord accepted the first edit of the /chat response that contains that chunk")
     print("  (both CLOCK_MONOTONIC, system-wide); edits per message per second = the message's edits (live and")
     print("  final) / (its last edit - first token).")
-    print(f"  edits per answer message: mean {mean_edits:.1f}; most writes to one channel in any 5 s: {r.max_writes_5s}")
+    print(f"  edits per answer message: mean {mean_edits:.1f}; "
+          f"most writes to one channel in any 5 s: {r.max_writes_5s}")
     if r.rate_limited_kinds:
         print(f"  429s by kind: {r.rate_limited_kinds}")
     print(f"  /chat dispatched -> first token: p50 {percentile(r.chat_to_first_token_ms, 50):.0f} ms, "
           f"p99 {percentile(r.chat_to_first_token_ms, 99):.0f} ms; /chat -> deferred: "
           f"p99 {percentile(r.defer_ms, 99):.0f} ms (Discord's deadline 3000 ms)")
-    print(f"  bot CPU during the load: {r.bot_cpu:.2f} s ({r.bot_cpu_total:.2f} s including start-up); "
+    print(f"  bot CPU during the load: {r.bot_cpu:.2f} s (event-loop thread {r.bot_cpu_main:.2f} s, other threads "
+          f"{r.bot_cpu - r.bot_cpu_main:.2f} s; {r.bot_cpu_total:.2f} s including start-up); "
           f"fake Discord + driver: {r.driver_cpu:.2f} s; fake OpenRouter: {r.openrouter_cpu:.2f} s; "
           f"machine has {os.cpu_count()} CPUs")
     if r.bot_log_problems:
@@ -416,6 +447,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tps", type=float, default=50.0, help="tokens per second of each stream")
     parser.add_argument("--edit-interval", type=float, default=1.0,
                         help="the bot's STREAM_EDIT_INTERVAL_SECONDS (default: the production default, 1.0)")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the bot during the load with py-spy (raw format)")
     parser.add_argument("--serve-openrouter", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

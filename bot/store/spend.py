@@ -89,6 +89,8 @@ class SpendRepo:
         `size(available)` gets what is left (None: unlimited) and returns the amount to hold, or None
         when that is not enough for a useful answer.
         """
+        if user_id == GUILD_ROW:
+            raise ValueError("user id 0 is reserved for a server's own total")
         async with self.db.transaction() as tx:
             guild = await self._totals(tx, guild_id, month, GUILD_ROW)
             member = await self._totals(tx, guild_id, month, user_id)

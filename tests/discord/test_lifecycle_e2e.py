@@ -115,7 +115,6 @@ async def test_reasoning_is_kept_apart_from_the_answer(bot: Harness) -> None:
 async def test_reasoning_can_be_hidden(harness: Harness) -> None:
     harness.overrides["show_reasoning"] = False
     await harness.start()
-    d = harness.discord
     harness.openrouter.script("chat", SSEReply(fixture="stream-reasoning.sse"))
     _, message = await start_conversation(harness, "What is 2+2?")
     assert message.attachments == [] and "simple arithmetic" not in "".join(message.edits)

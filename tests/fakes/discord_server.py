@@ -537,6 +537,18 @@ class FakeDiscord:
         self._emit("CHANNEL_CREATE", self.channels[channel_id])
         return channel_id
 
+    def check_command_permissions(self, name: str, user_id: int, *, guild: bool = True) -> None:
+        command = self.find_command(name)
+        if command is None:
+            return
+        if not guild and (command.get("dm_permission") is False or command.get("contexts") == [0]):
+            raise PermissionError(f"/{name} cannot be used in direct messages")
+        required = command.get("default_member_permissions")
+        if guild and required is not None:
+            needed = int(required)
+            if self.user_permissions(user_id) & needed != needed:
+                raise PermissionError(f"Discord does not offer /{name} to this member (missing permissions)")
+
     def user_permissions(self, user_id: int) -> int:
         """Guild-level permissions of a member (owner and administrators get everything)."""
         if user_id == self.owner_id:
@@ -2493,8 +2505,13 @@ class FakeDiscord:
         attachments: dict[str, tuple[str, bytes, str]] | None = None,
         guild: bool = True,
     ) -> Interaction:
-        """Dispatch a chat-input command interaction (type 2); returns at once (see wait_response)."""
+        """Dispatch a chat-input command interaction (type 2); returns at once (see wait_response).
+
+        Like Discord, refuses (PermissionError) when the synced command's `default_member_permissions`
+        are not all held by the member, and a guild-only command used in a DM.
+        """
         self._require_session()
+        self.check_command_permissions(name, user_id, guild=guild)
         channel_id = self._default_channel(channel_id, user_id, guild)
         inter, payload = self._interaction_base(IT_APPLICATION_COMMAND, user_id, channel_id, guild)
         payload["data"] = self._command_data(name, options, subcommand, attachments, channel_id, guild)

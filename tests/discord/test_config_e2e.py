@@ -1,0 +1,139 @@
+"""Moderation and money through the local Discord and OpenRouter servers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.discord.conftest import Harness, start_conversation
+from tests.fakes.discord_server import Interaction
+
+
+@pytest.fixture
+async def strict(harness: Harness) -> AsyncIterator[Harness]:
+    """The operator allows only OpenAI models by default."""
+    harness.overrides["default_allowed_models"] = ["openai/*"]
+    await harness.start()
+    yield harness
+
+
+async def config(h: Harness, path: list[str], options: dict | None = None, user: int | None = None) -> Interaction:
+    inter = await h.discord.slash("config", options or {}, subcommand=path, user_id=user or h.moderator,
+                                  channel_id=h.discord.text_channel_id)
+    await inter.wait_response()
+    return inter
+
+
+def said(inter: Interaction) -> str:
+    data = inter.response_data or {}
+    return json.dumps(data, ensure_ascii=False) if data.get("embeds") else str(data.get("content", ""))
+
+
+async def test_config_is_for_server_managers_only(strict: Harness) -> None:
+    d = strict.discord
+    command = d.find_command("config")
+    assert command is not None and int(command["default_member_permissions"]) == 32  # Manage Server
+    with pytest.raises(PermissionError):
+        await d.slash("config", {}, subcommand=["show"], user_id=strict.stranger, channel_id=d.text_channel_id)
+    with pytest.raises(PermissionError):
+        await d.slash("config", {}, subcommand=["show"], user_id=strict.moderator, guild=False)
+    shown = await config(strict, ["show"])
+    assert shown.ephemeral and "Configuration for this server" in said(shown) and "`openai/*`" in said(shown)
+
+
+async def test_allowlist_default_model_and_audit(strict: Harness) -> None:
+    d = strict.discord
+    refused = await d.slash("chat", {"prompt": "hi", "model": "anthropic/claude-sonnet-4"}, user_id=strict.user,
+                            channel_id=d.text_channel_id)
+    await d.wait_for(lambda: refused.message is not None and "not allowed on this server" in refused.message.content)
+    assert "`openai/*`" in refused.message.content  # type: ignore[union-attr]
+    assert strict.openrouter.chat_requests() == []
+    choices = await d.autocomplete("chat", {"prompt": "x", "model": "claude"}, "model", user_id=strict.user,
+                                   channel_id=d.text_channel_id)
+    assert choices == []  # autocomplete offers only allowed models
+
+    assert "Allowed `anthropic/*`" in said(await config(strict, ["model", "allow"], {"model": "anthropic/*"}))
+    assert "already allowed" in said(await config(strict, ["model", "allow"], {"model": "anthropic/*"}))
+    assert "No model OpenRouter offers" in said(await config(strict, ["model", "allow"], {"model": "nobody/*"}))
+    listed = said(await config(strict, ["model", "list"]))
+    assert "`anthropic/*`" in listed and "`openai/*`" in listed and "this server's list" in listed
+    choices = await d.autocomplete("chat", {"prompt": "x", "model": "claude"}, "model", user_id=strict.user,
+                                   channel_id=d.text_channel_id)
+    assert [c["value"] for c in choices] == ["anthropic/claude-sonnet-4"]
+
+    default = await config(strict, ["model", "default"], {"model": "anthropic/claude-sonnet-4"})
+    assert "now use `anthropic/claude-sonnet-4`" in said(default)
+    await start_conversation(strict, "hello")
+    assert strict.openrouter.chat_requests()[-1].json()["model"] == "anthropic/claude-sonnet-4"
+
+    assert "Removed `openai/*`" in said(await config(strict, ["model", "remove"], {"model": "openai/*"}))
+    # the operator's DEFAULT_MODEL came along with the operator's list; the rest of openai/* is gone
+    assert "`openai/gpt-4o`" in said(await config(strict, ["model", "list"]))
+    refused = await d.slash("chat", {"prompt": "hi", "model": "openai/gpt-4.1-mini"}, user_id=strict.user,
+                            channel_id=d.text_channel_id)
+    await d.wait_for(lambda: refused.message is not None and "not allowed" in refused.message.content)
+
+    audit = said(await config(strict, ["audit"]))
+    for action in ("model allow", "default model", "model remove"):
+        assert action in audit
+    assert f"<@{strict.moderator}>" in audit
+
+
+async def test_auto_router_is_limited_to_the_allowed_models(strict: Harness) -> None:
+    await start_conversation(strict, "pick for me", model="openrouter/auto")
+    body = strict.openrouter.chat_requests()[-1].json()
+    assert body["model"] == "openrouter/auto"
+    assert body["plugins"] == [{"id": "auto-router", "allowed_models": ["openai/gpt-4o", "openai/*"]}]
+
+
+async def test_system_prompt_and_provider_preferences_reach_the_request(strict: Harness) -> None:
+    await config(strict, ["system-prompt"], {"prompt": "Answer like a pirate."})
+    done = await config(strict, ["providers"], {"sort": "throughput", "deny_data_collection": True,
+                                                "allow_fallbacks": False})
+    assert "sort: throughput" in said(done)
+    await start_conversation(strict, "hello")
+    body = strict.openrouter.chat_requests()[-1].json()
+    assert body["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
+    assert body["provider"] == {"sort": "throughput", "data_collection": "deny", "allow_fallbacks": False}
+    shown = said(await config(strict, ["show"]))
+    assert "pirate" in shown and "sort by throughput" in shown and "fallbacks forbidden" in shown
+
+
+async def test_quotas_lower_max_tokens_refuse_clearly_and_show_in_usage(strict: Harness) -> None:
+    d = strict.discord
+    assert "now $0.0005" in said(await config(strict, ["quota", "server"], {"usd": 0.0005}))
+    thread_id, message = await start_conversation(strict, "hello")
+    body = strict.openrouter.chat_requests()[-1].json()
+    assert 16 <= body["max_tokens"] < 2048  # lowered to what $0.0005 pays at gpt-4o prices
+    assert "limited to" in message.content
+    spent = await strict.query("SELECT spent_nusd, reserved_nusd FROM spend_totals WHERE user_id = 0")
+    assert spent[0][0] > 0 and spent[0][1] == 0
+
+    await config(strict, ["quota", "server"], {"usd": 0})
+    await d.post_message(thread_id, "more please", user_id=strict.user)
+    await d.wait_for(lambda: any("cannot spend anything" in m.content for m in strict.bot_messages(thread_id)))
+    assert len(strict.openrouter.chat_requests()) == 1
+
+    await config(strict, ["quota", "server"], {"usd": 20})
+    assert "now $1.00" in said(await config(strict, ["quota", "member"], {"usd": 1}))
+    mine = await d.slash("usage", {}, user_id=strict.user, channel_id=d.text_channel_id)
+    await mine.wait_response()
+    text = said(mine)
+    assert "of $1.00" in text and "of $20.00" in text and "Limits reset on 1 " in text
+    assert "Top members" not in text
+    theirs = await d.slash("usage", {}, user_id=strict.moderator, channel_id=d.text_channel_id)
+    await theirs.wait_response()
+    assert "Top members" in said(theirs) and f"<@{strict.user}>" in said(theirs) and "openai/gpt-4o" in said(theirs)
+
+
+async def test_credits_for_owners_only(strict: Harness) -> None:
+    d = strict.discord
+    denied = await d.slash("credits", {}, user_id=strict.user, channel_id=d.text_channel_id)
+    await denied.wait_response()
+    assert "Only the bot's owners" in said(denied)
+    owner = await d.slash("credits", {}, user_id=d.owner_id, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: owner.message is not None and bool(owner.message.embeds))
+    text = json.dumps(owner.message.embeds)  # type: ignore[union-attr]
+    assert "$100.00" in text and "$74.50" in text and "$25.50" in text

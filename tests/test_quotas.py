@@ -1,0 +1,195 @@
+"""Quotas against a real SQLite file: reservations, settlement, concurrency, month rollover."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.money import from_nusd, to_nusd
+from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation, month_key, next_reset, reset_text
+from bot.store.database import Database
+from bot.store.guilds import GuildRepo
+from bot.store.spend import SpendRepo
+
+NOV = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+PRICING = Pricing(prompt=Decimal("0.000001"), completion=Decimal("0.000002"))  # $1 / $2 per million
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "q.sqlite3")
+    await database.open()
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+def service(db: Database, clock: Clock, guild: str | None = "10", member: str | None = "2") -> QuotaService:
+    return QuotaService(spend=SpendRepo(db), guilds=GuildRepo(db),
+                        default_guild_quota=Decimal(guild) if guild is not None else None,
+                        default_member_quota=Decimal(member) if member is not None else None, clock=clock)
+
+
+async def set_quota(db: Database, guild_id: int, column: str, usd: str) -> None:
+    await GuildRepo(db).set_setting(guild_id, column, to_nusd(Decimal(usd)), actor_id=1, action="quota",
+                                    old_text=None, new_text=usd)
+
+
+def test_months() -> None:
+    assert month_key(NOV) == "2026-11"
+    assert next_reset(NOV).isoformat() == "2026-12-01"
+    assert next_reset(datetime(2026, 12, 31, 23, 59, tzinfo=UTC)).isoformat() == "2027-01-01"
+    assert reset_text(NOV) == "1 December"
+
+
+async def test_reserve_then_settle_to_the_real_cost(db: Database) -> None:
+    quotas = service(db, Clock(NOV))
+    held = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=1000, images=0,
+                                max_tokens=1000)
+    assert isinstance(held, Reservation)
+    assert held.amount == Decimal("0.003") and held.max_tokens == 1000 and not held.lowered
+    spend = SpendRepo(db)
+    assert (await spend.totals(1, "2026-11")).reserved_nusd == to_nusd(Decimal("0.003"))
+    settled, warnings = await quotas.settle(held.id, 1, Decimal("0.0012"), source="usage", model="m/x",
+                                            fallback=held.amount)
+    assert settled is not None and warnings == []
+    guild, member = await spend.totals(1, "2026-11"), await spend.totals(1, "2026-11", 7)
+    assert (guild.spent_nusd, guild.reserved_nusd, guild.requests) == (1_200_000, 0, 1)
+    assert (member.spent_nusd, member.reserved_nusd) == (1_200_000, 0)
+    assert await spend.top_models(1, "2026-11") == [("m/x", 1_200_000, 1)]
+    # settling twice changes nothing
+    assert (await quotas.settle(held.id, 1, Decimal(5), source="usage", model="m/x", fallback=held.amount))[0] is None
+    assert (await spend.totals(1, "2026-11")).spent_nusd == 1_200_000
+
+
+async def test_max_tokens_is_lowered_to_what_the_budget_pays_then_refused(db: Database) -> None:
+    await set_quota(db, 1, "guild_quota_nusd", "0.01")
+    quotas = service(db, Clock(NOV))
+    held = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=4000, images=0,
+                                max_tokens=10_000)
+    assert isinstance(held, Reservation)
+    assert held.lowered and held.max_tokens == 3000  # (0.01 - 4000 × 1e-6) / 2e-6
+    assert held.amount == Decimal("0.01")
+    refused = await quotas.reserve(guild_id=1, user_id=8, model="m/x", pricing=PRICING, prompt_tokens=10, images=0,
+                                   max_tokens=100)
+    assert isinstance(refused, QuotaRefusal)
+    await quotas.settle(held.id, 1, Decimal("0.0098765"), source="usage", model="m/x", fallback=held.amount)
+    refused = await quotas.reserve(guild_id=1, user_id=8, model="m/x", pricing=PRICING, prompt_tokens=100, images=0,
+                                   max_tokens=100)
+    assert isinstance(refused, QuotaRefusal)
+    assert refused.message == "This server has used $0.0099 of its $0.01 for November; it resets on 1 December."
+
+
+async def test_member_quota_and_zero_quota(db: Database) -> None:
+    await set_quota(db, 1, "member_quota_nusd", "0.001")
+    quotas = service(db, Clock(NOV))
+    first = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=100, images=0,
+                                 max_tokens=400)
+    assert isinstance(first, Reservation)
+    await quotas.settle(first.id, 1, Decimal("0.00095"), source="usage", model="m/x", fallback=first.amount)
+    refused = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=100, images=0,
+                                   max_tokens=400)
+    assert isinstance(refused, QuotaRefusal) and refused.message.startswith("You have used $0.0010 of your $0.0010")
+    other = await quotas.reserve(guild_id=1, user_id=8, model="m/x", pricing=PRICING, prompt_tokens=100, images=0,
+                                 max_tokens=400)
+    assert isinstance(other, Reservation)  # another member still has room
+    await set_quota(db, 2, "guild_quota_nusd", "0")
+    zero = await quotas.reserve(guild_id=2, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=1, images=0,
+                                max_tokens=100)
+    assert isinstance(zero, QuotaRefusal) and "cannot spend anything" in zero.message
+    free = await quotas.reserve(guild_id=2, user_id=7, model="m/free", pricing=Pricing(Decimal(0), Decimal(0)),
+                                prompt_tokens=100, images=0, max_tokens=100)
+    assert isinstance(free, Reservation) and free.amount == 0
+
+
+@pytest.mark.parametrize("worst_case_actual", [False, True])
+async def test_fifty_requests_at_once_never_pass_the_quota(db: Database, worst_case_actual: bool) -> None:
+    await set_quota(db, 1, "guild_quota_nusd", "0.05")
+    quotas = service(db, Clock(NOV), member=None)
+    rng = random.Random(4)
+    refusals: list[str] = []
+
+    async def one(user: int) -> Decimal:
+        held = await quotas.reserve(guild_id=1, user_id=user, model="m/x", pricing=PRICING,
+                                    prompt_tokens=rng.randint(500, 3000), images=0, max_tokens=2000)
+        if isinstance(held, QuotaRefusal):
+            refusals.append(held.message)
+            return Decimal(0)
+        await asyncio.sleep(rng.random() / 50)
+        actual = held.amount if worst_case_actual else (held.amount * Decimal(rng.randint(10, 100)) / 100)
+        await quotas.settle(held.id, 1, actual, source="usage", model="m/x", fallback=held.amount)
+        return actual
+
+    spent = await asyncio.gather(*(one(u) for u in range(1, 51)))
+    totals = await SpendRepo(db).totals(1, "2026-11")
+    assert totals.reserved_nusd == 0
+    assert from_nusd(totals.spent_nusd) == sum(spent) <= Decimal("0.05")
+    assert refusals and all(m.startswith("This server has used $") and "of its $0.05 for November" in m
+                            for m in refusals)
+    assert tuple(await db.fetchone("SELECT COUNT(*) FROM reservations WHERE settled_at IS NULL")) == (0,)
+
+
+async def test_month_rollover_starts_a_fresh_budget(db: Database) -> None:
+    await set_quota(db, 1, "guild_quota_nusd", "0.01")
+    clock = Clock(NOV)
+    quotas = service(db, clock)
+    held = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=0, images=0,
+                                max_tokens=5000)
+    assert isinstance(held, Reservation)
+    await quotas.settle(held.id, 1, Decimal("0.01"), source="usage", model="m/x", fallback=held.amount)
+    assert isinstance(await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=0,
+                                           images=0, max_tokens=100), QuotaRefusal)
+    clock.now = datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)
+    again = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=0, images=0,
+                                 max_tokens=100)
+    assert isinstance(again, Reservation)
+    report = await quotas.usage(1, 7, details=True)
+    assert report.month == "December 2026" and report.guild_spent == 0 and report.resets == "1 January"
+    assert (await SpendRepo(db).totals(1, "2026-11")).spent_nusd == to_nusd(Decimal("0.01"))
+
+
+async def test_eighty_percent_warning_is_given_once(db: Database) -> None:
+    await set_quota(db, 1, "guild_quota_nusd", "1")
+    quotas = service(db, Clock(NOV), member=None)
+    messages = []
+    for cost in ("0.5", "0.31", "0.05"):
+        held = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=0, images=0,
+                                    max_tokens=100)
+        assert isinstance(held, Reservation)
+        _, warnings = await quotas.settle(held.id, 1, Decimal(cost), source="usage", model="m/x",
+                                          fallback=held.amount)
+        messages.append(warnings)
+    assert messages[0] == [] and messages[2] == []
+    assert messages[1] == ["This server has now used $0.81 of its $1.00 for November (over 80 %)."]
+
+
+async def test_usage_report_uses_running_totals(db: Database) -> None:
+    quotas = service(db, Clock(NOV))
+    for user, cost, model in ((7, "0.2", "a/x"), (8, "0.5", "b/y"), (7, "0.1", "b/y")):
+        held = await quotas.reserve(guild_id=1, user_id=user, model=model, pricing=PRICING, prompt_tokens=0,
+                                    images=0, max_tokens=10)
+        assert isinstance(held, Reservation)
+        await quotas.settle(held.id, 1, Decimal(cost), source="usage", model=model, fallback=held.amount)
+    report = await quotas.usage(1, 7, details=True)
+    assert report.member_spent == Decimal("0.3") and report.guild_spent == Decimal("0.8")
+    assert report.top_members == [(8, Decimal("0.5")), (7, Decimal("0.3"))]
+    assert report.top_models == [("b/y", Decimal("0.6"), 2), ("a/x", Decimal("0.2"), 1)]
+    plain = await quotas.usage(1, 7, details=False)
+    assert plain.top_members == [] and plain.top_models == []
+    plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT spent_nusd FROM spend_totals "
+                             "WHERE guild_id = 1 AND month = '2026-11' AND user_id = 7")
+    assert "USING INDEX" in " ".join(str(tuple(r)) for r in plan) or "PRIMARY KEY" in str([tuple(r) for r in plan])
