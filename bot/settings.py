@@ -66,6 +66,13 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("discord_token", "openrouter_api_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
     @field_validator("default_model")
     @classmethod
     def _model_slug(cls, value: str) -> str:

@@ -39,9 +39,11 @@ CREATE TABLE turns (
     reasoning_tokens     INTEGER,
     cost_nusd            INTEGER,           -- real cost, nano-dollars
     created_at           TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    completed_at         TEXT
+    completed_at         TEXT,
+    deleted_at           TEXT               -- its Discord message was deleted: it leaves the context
 );
 CREATE INDEX turns_conversation ON turns (conversation_id, id);
+CREATE INDEX turns_message ON turns (discord_message_id);
 CREATE INDEX turns_streaming ON turns (status) WHERE status = 'streaming';
 
 -- Files that came with a user turn, read once on arrival (Discord's CDN links expire).

@@ -65,3 +65,23 @@ def test_python_m_bot_exits_2_with_one_line(tmp_path: Path, env: dict[str, str],
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_env_example_lists_every_setting_and_parses(tmp_path: Path) -> None:
+    from bot.settings import Settings
+
+    example = (ROOT / ".env.example").read_text()
+    names = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
+    assert names == {name.upper() for name in Settings.model_fields}
+    filled = example.replace("DISCORD_TOKEN=\n", "DISCORD_TOKEN=x\n").replace(
+        "OPENROUTER_API_KEY=\n", "OPENROUTER_API_KEY=y\n")
+    (tmp_path / ".env").write_text(filled)
+    settings = load_settings()
+    defaults = Settings(discord_token="x", openrouter_api_key="y", _env_file=None)  # type: ignore[call-arg]
+    assert settings.model_dump() == defaults.model_dump()  # the example shows the real defaults
+
+
+def test_empty_secret_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DISCORD_TOKEN=\nOPENROUTER_API_KEY=k\n")
+    with pytest.raises(SettingsError, match="DISCORD_TOKEN is invalid"):
+        load_settings()

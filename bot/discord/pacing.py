@@ -57,13 +57,6 @@ class ChannelPacer:
                 wait = self.delay(channel_id, reserve=reserve)
             self._window(channel_id).append(self._clock())
 
-    def penalize(self, channel_id: int, retry_after: float) -> None:
-        """Discord answered 429 anyway: treat the window as full for `retry_after` seconds."""
-        window = self._window(channel_id)
-        until = self._clock() + retry_after - self.per
-        window.clear()
-        window.extend([until] * self.writes)
-
     def forget_idle(self) -> None:
         """Drop the bookkeeping of channels with no recent writes (called now and then)."""
         for channel_id in list(self._sent):

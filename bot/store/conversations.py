@@ -200,7 +200,8 @@ class ConversationRepo:
         re-sent to the model, so there is no reason to read them.
         """
         rows = await self.db.fetchall(
-            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND deleted_at IS NULL ORDER BY id",
+            (conversation_id,))
         turns = [Turn.from_row(r) for r in rows]
         by_id = {t.id: t for t in turns}
         attachment_rows = await self.db.fetchall(
@@ -212,9 +213,20 @@ class ConversationRepo:
             {"c": conversation_id, "n": image_data_for_last},
         )
         for r in attachment_rows:
+            if r["turn_id"] not in by_id:
+                continue
             by_id[r["turn_id"]].attachments.append(
                 StoredAttachment(r["filename"], r["mime"], r["kind"], r["size"], r["data"], r["text"]))
         return turns
+
+    async def mark_deleted(self, message_ids: Sequence[int]) -> int:
+        """Discord messages were deleted: their turns leave the context (a question takes its answer along)."""
+        changed = 0
+        for message_id in message_ids:
+            changed += await self.db.execute_rowcount(
+                "UPDATE turns SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                "WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+        return changed
 
     async def streaming_turns(self) -> list[Turn]:
         """Answers that were streaming when the process last stopped."""

@@ -260,3 +260,27 @@ async def test_models_command_lists_prices(bot: Harness) -> None:
     text = json.dumps(inter.message.embeds)
     assert "openai/gpt-4o" in text and "$2.50" in text and "$10.00" in text and "128k ctx" in text
     assert "anthropic" not in text
+
+
+async def test_a_deleted_message_leaves_the_context(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    secret = await d.post_message(thread_id, "my password is hunter2", user_id=bot.user)
+    await bot.wait_answer_done(thread_id)
+    await d.delete_user_message(int(secret["id"]))
+    await asyncio.sleep(0.3)
+    await d.post_message(thread_id, "what did I say?", user_id=bot.user)
+    await bot.wait_answer_done(thread_id, count=2)
+    body = json.dumps(bot.openrouter.chat_requests()[-1].json()["messages"])
+    assert "hunter2" not in body  # neither the question nor the answer that repeated it
+    assert "What is Rust?" in body
+
+
+async def test_chat_inside_a_conversation_thread_continues_it(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    inter = await d.slash("chat", {"prompt": "continue please"}, user_id=bot.user, channel_id=thread_id)
+    await d.wait_for(lambda: inter.message is not None and "Echo: continue please" in inter.message.content)
+    assert len(d.threads) == 1  # no new thread
+    body = bot.openrouter.chat_requests()[-1].json()
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]

@@ -248,6 +248,15 @@ class ChatCog(commands.Cog):
         if start_thread:
             await self.open_thread(conversation, view, content)
 
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if await self.chat.repo.mark_deleted([payload.message_id]):
+            log.info("a deleted message left its conversation", message=payload.message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self.chat.repo.mark_deleted(sorted(payload.message_ids))
+
     # -- /model and /models -------------------------------------------------------------------------
 
     @app_commands.command(name="model", description="Show or switch the model of this conversation")

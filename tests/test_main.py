@@ -1,0 +1,39 @@
+"""`python -m bot check`: verifies the configuration without joining Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tests.conftest import fixture_bytes
+from tests.fakes.openrouter_server import FakeOpenRouter, JSONReply
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def run_check(fake: FakeOpenRouter, tmp_path: Path) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "OPENROUTER_", "DATABASE_"))} | {
+        "DISCORD_TOKEN": "t", "OPENROUTER_API_KEY": "sk-or-v1-check-key", "OPENROUTER_BASE_URL": fake.base_url,
+        "DATABASE_PATH": str(tmp_path / "db" / "bot.sqlite3"), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "check", cwd=tmp_path, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_check_reports_database_and_key(tmp_path: Path) -> None:
+    async with FakeOpenRouter() as fake:
+        status, out = await run_check(fake, tmp_path)
+        assert status == 0, out
+        assert "database: ok" in out and "schema version 2" in out
+        assert "openrouter key: ok (sk-or-v1-au7...890; limit $100, $25.5 used, $74.5 remaining)" in out
+        assert fake.requests[-1].headers["authorization"] == "Bearer sk-or-v1-check-key"
+        assert "sk-or-v1-check-key" not in out
+
+        fake.script("key", JSONReply(401, fixture_bytes("error-401.json")))
+        status, out = await run_check(fake, tmp_path)
+        assert status == 1 and "openrouter key: FAILED: The bot's OpenRouter API key was rejected" in out
