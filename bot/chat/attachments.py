@@ -8,6 +8,7 @@ clear reason naming the file, and the rest of the turn still goes through.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -44,7 +45,9 @@ class Rejected:
 
 
 def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB" if size >= 1024 * 1024 else f"{max(1, size // 1024)} KB"
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.2f}".rstrip("0").rstrip(".") + " MB"
+    return f"{size / 1024:.1f}".rstrip("0").rstrip(".") + " KB"
 
 
 def kind_of(filename: str, content_type: str | None) -> str | None:
@@ -56,7 +59,9 @@ def kind_of(filename: str, content_type: str | None) -> str | None:
         return "image"
     if mime == "application/pdf" or suffix == ".pdf":
         return "pdf"
-    if mime.startswith(_TEXT_MIMES) or suffix in TEXT_EXTENSIONS:
+    lowered = filename.lower()
+    if mime.startswith(_TEXT_MIMES) or suffix in TEXT_EXTENSIONS or any(
+            lowered.endswith(ext) for ext in TEXT_EXTENSIONS if ext.count(".") > 1):
         return "text"
     return None
 
@@ -122,5 +127,6 @@ def data_url(attachment: StoredAttachment) -> str:
 
 def text_block(attachment: StoredAttachment) -> str:
     """A text file as the model sees it: its name, then its content in a fence."""
-    fence = "````" if "```" in (attachment.text or "") else "```"
+    longest = max((len(run) for run in re.findall(r"`+", attachment.text or "")), default=0)
+    fence = "`" * max(3, longest + 1)
     return f"File `{attachment.filename}`:\n{fence}\n{attachment.text or ''}\n{fence}"

@@ -20,6 +20,8 @@ class ModelCatalogue:
     background, and a failed refresh keeps the last good one.
     """
 
+    RETRY_AFTER_FAILURE = 60.0
+
     def __init__(self, fetch: Callable[[], Awaitable[list[ModelInfo]]], *, ttl: float = 3600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
@@ -29,6 +31,7 @@ class ModelCatalogue:
         self._loaded_at: float | None = None
         self._refreshing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._failed_at: float | None = None
 
     @property
     def loaded(self) -> bool:
@@ -38,10 +41,16 @@ class ModelCatalogue:
     def stale(self) -> bool:
         return self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, only_if_missing: bool = False) -> None:
         """Fetch the catalogue now (one fetch at a time)."""
         async with self._lock:
-            models = await self._fetch()
+            if only_if_missing and self._loaded_at is not None:
+                return  # another task loaded it while this one waited
+            try:
+                models = await self._fetch()
+            except BaseException:
+                self._failed_at = self._clock()
+                raise
             self._models = {model.id: model for model in models}
             self._loaded_at = self._clock()
             log.info("models catalogue loaded", models=len(models))
@@ -49,13 +58,15 @@ class ModelCatalogue:
     async def ensure_loaded(self) -> None:
         """Load on first use; afterwards only start a background refresh when stale."""
         if self._loaded_at is None:
-            await self.refresh()
+            await self.refresh(only_if_missing=True)
         elif self.stale:
             self._refresh_in_background()
 
     def _refresh_in_background(self) -> None:
         if self._refreshing is not None and not self._refreshing.done():
             return
+        if self._failed_at is not None and self._clock() - self._failed_at < self.RETRY_AFTER_FAILURE:
+            return  # OpenRouter was down a moment ago: do not ask again on every keystroke
 
         async def run() -> None:
             try:
@@ -86,7 +97,12 @@ class ModelCatalogue:
         pool = list(among) if among is not None else self.all()
         hits = [m for m in pool if all(w in m.id.lower() or w in m.name.lower() for w in words)]
         q = query.lower().strip()
-        hits.sort(key=lambda m: (not m.id.lower().startswith(q), m.id.lower().find(q) if q else 0, m.id))
+
+        def rank(m: ModelInfo) -> tuple[bool, int, str]:
+            position = m.id.lower().find(q) if q else 0
+            return (not m.id.lower().startswith(q), position if position >= 0 else 1 << 30, m.id)
+
+        hits.sort(key=rank)
         return hits[:limit]
 
     def vision_models(self, limit: int = 5, among: Iterable[str] | None = None) -> list[ModelInfo]:

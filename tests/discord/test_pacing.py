@@ -1,0 +1,241 @@
+"""Unit tests for bot.discord.pacing.ChannelPacer: per-channel write budget."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bot.discord.pacing import ChannelPacer
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def take(pacer: ChannelPacer, channel_id: int) -> None:
+    """A write whose slot is free now (with a frozen fake clock, a wait would never end)."""
+    assert pacer.delay(channel_id) == 0.0
+    await asyncio.wait_for(pacer.acquire(channel_id), timeout=1)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def pacer(clock: FakeClock) -> ChannelPacer:
+    return ChannelPacer(writes=5, per=5.0, margin=0.0, clock=clock)
+
+
+# -- delay() with an injected clock ---------------------------------------------------------------------
+
+
+def test_fresh_channel_has_no_delay(pacer: ChannelPacer) -> None:
+    assert pacer.delay(1) == 0.0
+    assert pacer.delay(1, reserve=3) == 0.0
+
+
+async def test_writes_up_to_the_budget_go_without_waiting(pacer: ChannelPacer, clock: FakeClock) -> None:
+    for _ in range(5):
+        await pacer.acquire(1)  # the fake clock never moves, so any wait would hang the test
+        clock.advance(0.5)
+    assert pacer.waited == 0.0
+    # the sixth write must wait until the first (at 1000.0) leaves the 5 s window
+    assert pacer.delay(1) == pytest.approx(5.0 - 2.5)
+
+
+async def test_delay_counts_down_and_the_window_slides(pacer: ChannelPacer, clock: FakeClock) -> None:
+    for _ in range(5):
+        await take(pacer, 1)
+        clock.advance(1.0)
+    # writes at 1000..1004; now 1005: the write at 1000 leaves at exactly 1005
+    assert pacer.delay(1) == 0.0
+    await take(pacer, 1)  # a sixth write at 1005
+    assert pacer.delay(1) == pytest.approx(1.0)  # the write at 1001 leaves at 1006
+    clock.advance(0.4)
+    assert pacer.delay(1) == pytest.approx(0.6)
+    clock.advance(0.6)
+    assert pacer.delay(1) == 0.0
+
+
+async def test_at_most_writes_in_any_window(clock: FakeClock) -> None:
+    pacer = ChannelPacer(writes=3, per=2.0, margin=0.0, clock=clock)
+    times: list[float] = []
+    for _ in range(12):
+        wait = pacer.delay(9)
+        clock.advance(wait)  # do what acquire() does, with time jumping instead of sleeping
+        await take(pacer, 9)
+        times.append(clock())
+        clock.advance(0.1)
+    for i in range(len(times) - 3):
+        assert times[i + 3] - times[i] >= 2.0 - 1e-9
+    assert times[3] - times[0] == pytest.approx(2.0)  # and no more waiting than needed
+
+
+async def test_margin_widens_the_window(clock: FakeClock) -> None:
+    pacer = ChannelPacer(writes=1, per=5.0, margin=0.3, clock=clock)
+    await take(pacer, 1)
+    assert pacer.delay(1) == pytest.approx(5.3)
+    clock.advance(5.0)
+    assert pacer.delay(1) == pytest.approx(0.3)
+    clock.advance(0.3)
+    assert pacer.delay(1) == 0.0
+
+
+async def test_channels_are_independent(pacer: ChannelPacer, clock: FakeClock) -> None:
+    for _ in range(5):
+        await take(pacer, 1)
+    assert pacer.delay(1) > 0
+    assert pacer.delay(2) == 0.0
+    for _ in range(4):
+        await take(pacer, 2)
+    assert pacer.delay(2) == 0.0
+    assert pacer.delay(1) == pytest.approx(5.0)
+
+
+async def test_reserve_leaves_slots_free(pacer: ChannelPacer, clock: FakeClock) -> None:
+    for _ in range(4):
+        await take(pacer, 1)
+        clock.advance(1.0)
+    # four of five slots used (at 1000..1003, now 1004): a normal write fits, a reserving one does not
+    assert pacer.delay(1) == 0.0
+    assert pacer.delay(1, reserve=1) == pytest.approx(1.0)  # until the write at 1000 leaves
+    assert pacer.delay(1, reserve=2) == pytest.approx(2.0)  # until 1000 and 1001 have left
+
+
+async def test_reserve_when_the_window_is_already_full(pacer: ChannelPacer, clock: FakeClock) -> None:
+    for _ in range(5):
+        await take(pacer, 1)
+        clock.advance(1.0)
+    # writes at 1000..1004, now 1005: the 1000 one has just left, four remain
+    assert pacer.delay(1) == 0.0
+    await take(pacer, 1)  # 1001..1005
+    assert pacer.delay(1) == pytest.approx(1.0)
+    assert pacer.delay(1, reserve=1) == pytest.approx(2.0)  # must get back down to three
+
+
+async def test_reserve_never_blocks_a_channel_entirely(pacer: ChannelPacer, clock: FakeClock) -> None:
+    assert pacer.delay(1, reserve=10) == 0.0
+    await take(pacer, 1)
+    # at least one write per window is always allowed
+    assert pacer.delay(1, reserve=10) == pytest.approx(5.0)
+    clock.advance(5.0)
+    assert pacer.delay(1, reserve=10) == 0.0
+
+
+async def test_forget_idle_drops_only_idle_channels(pacer: ChannelPacer, clock: FakeClock) -> None:
+    await take(pacer, 1)
+    clock.advance(3.0)
+    await take(pacer, 2)
+    pacer.delay(3)  # only looked at, never written to
+    clock.advance(2.0)  # channel 1's write has left the window; channel 2's has not
+    pacer.forget_idle()
+    assert set(pacer._sent) == {2}
+    clock.advance(3.0)
+    pacer.forget_idle()
+    assert pacer._sent == {}
+    assert pacer.delay(2) == 0.0  # and a forgotten channel starts fresh
+
+
+async def test_forget_idle_drops_locks_too(clock: FakeClock) -> None:
+    pacer = ChannelPacer(writes=2, per=1.0, margin=0.0, clock=clock)
+    await pacer.acquire(1)
+    assert 1 in pacer._locks
+    pacer.forget_idle()
+    assert 1 in pacer._sent  # still within its window
+    clock.advance(1.0)
+    pacer.forget_idle()
+    assert pacer._sent == {}
+    assert pacer._locks == {}
+
+
+async def test_forget_idle_keeps_a_channel_with_a_waiting_write(clock: FakeClock) -> None:
+    pacer = ChannelPacer(writes=1, per=0.05, margin=0.0, clock=clock)
+    await take(pacer, 1)
+    waiting = asyncio.create_task(pacer.acquire(1))  # holds the channel's lock while it sleeps (~0.05 s)
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    lock = pacer._locks[1]
+    clock.advance(1.0)  # the window is empty now, but a write is still on its way
+    pacer.forget_idle()
+    assert pacer._locks.get(1) is lock
+    assert 1 in pacer._sent
+    await asyncio.wait_for(waiting, timeout=1)
+    assert pacer.delay(1) > 0  # the waiting write was counted
+    clock.advance(1.0)
+    pacer.forget_idle()
+    assert pacer._sent == {}
+    assert pacer._locks == {}
+
+
+# -- acquire() with real, short waits (writes=2, per=0.1, margin=0) ---------------------------------------
+
+
+def fast_pacer() -> ChannelPacer:
+    return ChannelPacer(writes=2, per=0.1, margin=0.0)
+
+
+async def test_acquire_waits_once_the_budget_is_spent() -> None:
+    pacer = fast_pacer()
+    times: list[float] = []
+    for _ in range(5):
+        await pacer.acquire(1)
+        times.append(time.monotonic())
+    assert times[1] - times[0] < 0.05  # the first two go straight away
+    for i in range(len(times) - 2):
+        assert times[i + 2] - times[i] >= 0.1 - 1e-3  # never more than two in any 0.1 s
+    assert times[-1] - times[0] < 0.5
+    assert pacer.waited > 0
+
+
+async def test_acquire_keeps_the_order_writes_asked_in() -> None:
+    pacer = fast_pacer()
+    order: list[int] = []
+    stamps: list[float] = []
+
+    async def write(n: int) -> None:
+        await pacer.acquire(1)
+        order.append(n)
+        stamps.append(time.monotonic())
+
+    await asyncio.gather(*(write(n) for n in range(6)))
+    assert order == list(range(6))
+    for i in range(len(stamps) - 2):
+        assert stamps[i + 2] - stamps[i] >= 0.1 - 1e-3
+
+
+async def test_acquire_on_one_channel_does_not_hold_up_another() -> None:
+    pacer = fast_pacer()
+    await pacer.acquire(1)
+    await pacer.acquire(1)
+    started = time.monotonic()
+    slow = asyncio.create_task(pacer.acquire(1))  # must wait for channel 1's window
+    await asyncio.wait_for(pacer.acquire(2), timeout=0.05)
+    await asyncio.wait_for(pacer.acquire(2), timeout=0.05)
+    assert time.monotonic() - started < 0.05
+    assert not slow.done()
+    await slow
+    assert time.monotonic() - started >= 0.05
+
+
+async def test_reserving_acquire_waits_while_a_normal_one_fits() -> None:
+    pacer = fast_pacer()
+    await pacer.acquire(1)
+    started = time.monotonic()
+    await pacer.acquire(1, reserve=1)  # only one slot left: a reserving write leaves it free and waits
+    assert time.monotonic() - started >= 0.05
+    pacer2 = fast_pacer()
+    await pacer2.acquire(1)
+    started = time.monotonic()
+    await pacer2.acquire(1)  # a normal write takes the last slot at once
+    assert time.monotonic() - started < 0.05
