@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -72,9 +73,13 @@ def serve_openrouter(tokens: int, tps: float) -> None:
             if streamed:
                 found = PROMPT_TAG.search(json.dumps(body.get("messages", [])[-1:]))
                 print(json.dumps({"t": time.monotonic(), "conversation": int(found.group(1)) if found else None,
-                                  "first_piece": plan.pieces[0], "chars": len(plan.text),
+                                  "first_piece": plan.pieces[0], "words": len(plan.text.split()),
                                   "tokens": plan.completion_tokens}), flush=True)
             return record
+
+        async def _handle_models(self, request: web.Request) -> web.StreamResponse:
+            print(json.dumps({"models_request": time.monotonic()}), flush=True)
+            return await super()._handle_models(request)
 
     async def serve() -> None:
         fake = TimedOpenRouter()
@@ -100,7 +105,7 @@ def serve_openrouter(tokens: int, tps: float) -> None:
 class StreamStart:
     t: float  # CLOCK_MONOTONIC when the first token was sent
     first_piece: str
-    chars: int
+    words: int
     tokens: int
 
 
@@ -109,15 +114,18 @@ class OpenRouterProcess:
     proc: asyncio.subprocess.Process
     url: str
     starts: dict[int, StreamStart] = field(default_factory=dict)
+    models_requests: list[float] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
 
     async def read_records(self) -> None:
         assert self.proc.stdout is not None
         while line := await self.proc.stdout.readline():
             data = json.loads(line)
-            if data["conversation"] is not None:
+            if "models_request" in data:
+                self.models_requests.append(data["models_request"])
+            elif data["conversation"] is not None:
                 self.starts[int(data["conversation"])] = StreamStart(
-                    t=data["t"], first_piece=data["first_piece"], chars=data["chars"], tokens=data["tokens"])
+                    t=data["t"], first_piece=data["first_piece"], words=data["words"], tokens=data["tokens"])
 
 
 async def start_openrouter(tokens: int, tps: float) -> OpenRouterProcess:
@@ -181,7 +189,7 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 async def start_bot(discord_base_url: str, gateway_url: str, openrouter_url: str, workdir: Path,
-                    log_file: Path, edit_interval: float) -> asyncio.subprocess.Process:
+                    log_file: Path, edit_interval: float, module: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "OPENROUTER_"))} | {
         "FAKE_DISCORD_API": f"{discord_base_url}/api/v10",
         "FAKE_DISCORD_GATEWAY": gateway_url,
@@ -193,11 +201,11 @@ async def start_bot(discord_base_url: str, gateway_url: str, openrouter_url: str
         "STREAM_EDIT_INTERVAL_SECONDS": str(edit_interval),
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     with log_file.open("wb") as out:  # the child keeps its own handle
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.discord.bot_process", cwd=workdir, env=env,
+            sys.executable, "-m", module, cwd=workdir, env=env,
             stdout=out, stderr=asyncio.subprocess.STDOUT)
 
 
@@ -255,15 +263,16 @@ class Results:
     driver_cpu: float
     openrouter_cpu: float
     load_seconds: float
+    models_requests: int
     bot_log_problems: list[str]
+    workdir: Path
 
 
-def answer_done(conv: Conversation) -> bool:
-    """The answer was finalised (footer, no cursor) and its thread opened: the bot is done with it."""
+def thread_opened(conv: Conversation) -> bool:
+    """The bot opens the conversation's thread after the answer's final edit: it is done with it."""
     inter = conv.interaction
     msg = None if inter is None else inter.message
-    return (msg is not None and msg.thread_id is not None and FOOTER_MARK in "\n" + msg.content
-            and CURSOR not in msg.content)
+    return msg is not None and msg.thread_id is not None
 
 
 async def run_load(args: argparse.Namespace) -> Results:
@@ -278,7 +287,7 @@ async def run_load(args: argparse.Namespace) -> Results:
     convs = [Conversation(i, discord_fake.add_user(f"user{i}"), discord_fake.add_text_channel(f"load-{i}"))
              for i in range(n)]
     bot = await start_bot(discord_fake.base_url, discord_fake.gateway_url, openrouter.url, workdir, log_file,
-                          args.edit_interval)
+                          args.edit_interval, args.bot_module)
     try:
         await discord_fake.wait_ready(timeout=60)
         await discord_fake.wait_for(lambda: discord_fake.find_command("chat") is not None, timeout=30)
@@ -300,10 +309,10 @@ async def run_load(args: argparse.Namespace) -> Results:
 
         await asyncio.gather(*(chat(c) for c in convs))
         deadline = load_started + args.tokens / args.tps * 3 + 60
-        while not all(answer_done(c) for c in convs):
+        while not all(thread_opened(c) for c in convs):
             if bot.returncode is not None or time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         load_seconds = time.monotonic() - load_started
         bot_cpu = cpu_seconds(bot.pid) - bot_cpu_at_start
         threads = thread_cpu_seconds(bot.pid)
@@ -336,14 +345,18 @@ async def run_load(args: argparse.Namespace) -> Results:
         max_writes = max(max_writes, discord_fake.max_writes_in_window(conv.channel_id))
         if inter is not None and inter.callback_delay is not None:
             defer_ms.append(inter.callback_delay * 1000)
-        if not answer_done(conv) or start is None:
+        if not thread_opened(conv) or start is None:
             failures.append(f"conversation {conv.index}: " + ("no stream started" if start is None else
                             f"not finished (callback errors {inter.callback_errors if inter else None})"))
             continue
         msg = inter.message
-        answer = msg.content.split("\n\n" + FOOTER_MARK.strip("\n"), 1)[0]
-        if len(answer) != start.chars:
-            failures.append(f"conversation {conv.index}: answer has {len(answer)} characters, sent {start.chars}")
+        parts = [m.content for m in discord_fake.bot_messages(conv.channel_id)]  # the answer, split if long
+        if FOOTER_MARK not in "\n" + parts[-1] or any(CURSOR in p for p in parts):
+            failures.append(f"conversation {conv.index}: the answer was not finalised")
+        parts[-1] = parts[-1].split("\n\n" + FOOTER_MARK.strip("\n"), 1)[0]
+        shown = sum(len(p.split()) for p in parts)
+        if shown != start.words:
+            failures.append(f"conversation {conv.index}: the answer shows {shown} words, {start.words} were sent")
         tokens += start.tokens
         chat_to_first_token_ms.append((start.t - inter.dispatched_at) * 1000)
         visible = next((t for text, t in zip(msg.edits, msg.edit_times, strict=True) if start.first_piece in text),
@@ -366,14 +379,18 @@ async def run_load(args: argparse.Namespace) -> Results:
         kinds[kind] = kinds.get(kind, 0) + 1
     problems = [line for line in log_file.read_text(errors="replace").splitlines()
                 if line.strip() and "voice will NOT be supported" not in line]  # discord.py's, harmless here
+    if bot.returncode != 0:
+        failures.append(f"the bot exited with status {bot.returncode}")
     return Results(
-        conversations=n, finished=sum(answer_done(c) for c in convs), failures=failures,
+        conversations=n, finished=sum(thread_opened(c) for c in convs), failures=failures,
         first_edit_ms=first_edit_ms, chat_to_first_token_ms=chat_to_first_token_ms, defer_ms=defer_ms,
         edits_per_message=edits_per_message, edit_rates=edit_rates, max_writes_5s=max_writes,
         rate_limited=discord_fake.rate_limited_count, rate_limited_kinds=kinds, tokens=tokens,
         bot_cpu=bot_cpu, bot_cpu_main=bot_cpu_main, bot_cpu_total=bot_cpu_total, bot_peak_bytes=bot_peak,
         driver_cpu=driver_cpu,
-        openrouter_cpu=or_cpu, load_seconds=load_seconds, bot_log_problems=problems,
+        openrouter_cpu=or_cpu, load_seconds=load_seconds,
+        models_requests=sum(t >= load_started for t in openrouter.models_requests), bot_log_problems=problems,
+        workdir=workdir,
     )
 
 
@@ -422,7 +439,8 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
         print(f"  429s by kind: {r.rate_limited_kinds}")
     print(f"  /chat dispatched -> first token: p50 {percentile(r.chat_to_first_token_ms, 50):.0f} ms, "
           f"p99 {percentile(r.chat_to_first_token_ms, 99):.0f} ms; /chat -> deferred: "
-          f"p99 {percentile(r.defer_ms, 99):.0f} ms (Discord's deadline 3000 ms)")
+          f"p99 {percentile(r.defer_ms, 99):.0f} ms (Discord's deadline 3000 ms); "
+          f"GET /models requests during the load: {r.models_requests}")
     print(f"  bot CPU during the load: {r.bot_cpu:.2f} s (event-loop thread {r.bot_cpu_main:.2f} s, other threads "
           f"{r.bot_cpu - r.bot_cpu_main:.2f} s; {r.bot_cpu_total:.2f} s including start-up); "
           f"fake Discord + driver: {r.driver_cpu:.2f} s; fake OpenRouter: {r.openrouter_cpu:.2f} s; "
@@ -435,6 +453,12 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
         print(f"  FAILED: {failure}")
     if len(r.failures) > 10:
         print(f"  ... and {len(r.failures) - 10} more failures")
+    if args.py_spy:
+        print(f"  profiled with py-spy (adds a little CPU to the bot): {args.py_spy}")
+    if r.failures or r.bot_log_problems:
+        print(f"  the bot's database and log are kept in {r.workdir}")
+    else:
+        shutil.rmtree(r.workdir, ignore_errors=True)
     print(f"\ntotal run time: {total_seconds:.1f} s")
     results = [ok for *_, ok in rows if ok is not None]
     return all(results) and not r.failures
@@ -447,6 +471,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tps", type=float, default=50.0, help="tokens per second of each stream")
     parser.add_argument("--edit-interval", type=float, default=1.0,
                         help="the bot's STREAM_EDIT_INTERVAL_SECONDS (default: the production default, 1.0)")
+    parser.add_argument("--bot-module", default="tests.discord.bot_process",
+                        help="module that runs the bot (to try out a change without touching bot/)")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the bot during the load with py-spy (raw format)")
     parser.add_argument("--serve-openrouter", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -73,7 +73,7 @@ async def openai_sdk(url: str) -> int:
     count = 0
     stream = await client.chat.completions.create(model=REQUEST.model, messages=REQUEST.messages,  # type: ignore[arg-type]
                                                   stream=True)
-    async for chunk in stream:
+    async for chunk in stream:  # type: ignore[union-attr]
         if chunk.choices and chunk.choices[0].delta.content:
             count += 1
     await client.close()

@@ -81,7 +81,14 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
     interrupted = await chat.recover_interrupted()
     await chat.settle_orphans()
 
+    async def load_catalogue() -> None:
+        try:
+            await services.catalogue.ensure_loaded()
+        except Exception as exc:  # the bot still starts; the catalogue loads on first use
+            log.warning("could not load the models catalogue at start", error=repr(exc))
+
     async def after_login() -> None:
+        await load_catalogue()
         await bot.wait_until_ready()
         await mark_interrupted_messages(bot, interrupted)
         if ready is not None:

@@ -14,7 +14,16 @@ from typing import Any
 from bot.openrouter.errors import InvalidResponse, OpenRouterError, classify
 from bot.openrouter.types import ChatDelta, Completion, ToolCall, Usage
 
-_loads = json.loads
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(payload: bytes) -> Any:
+    """JSON from one `data:` payload: decoded as UTF-8 first (json.loads on bytes sniffs the
+    encoding every time), and without the trailing-whitespace scan (the SSE decoder has split lines)."""
+    text = payload.decode("utf-8")
+    if text[:1].isspace():
+        text = text.lstrip()
+    return _raw_decode(text)[0]
 
 
 class TextBuilder:
@@ -65,7 +74,7 @@ class StreamAccumulator:
             return None
         try:
             chunk = _loads(payload)
-        except ValueError:
+        except (ValueError, UnicodeDecodeError):
             raise InvalidResponse(
                 f"malformed stream chunk: {payload[:120]!r}", partial=self.snapshot()
             ) from None
