@@ -208,14 +208,10 @@ class OpenRouterClient:
             except OpenRouterError as exc:
                 if exc.partial is None:
                     exc.partial = accumulator.snapshot()
-                if delivered or not exc.retryable:
+                if delivered:  # never once a token has reached the caller
                     raise
                 attempt += 1
-                delay = self.retry.delay(attempt, getattr(exc, "retry_after", None))
-                if not self.retry.should_retry(attempt, delay, loop.time() - started):
-                    raise
-                await self._notify_retry(RetryNotice(attempt, delay, exc), on_retry)
-                await self._sleep(delay)
+                await self._wait_before_retry(exc, attempt, loop.time() - started, on_retry)
 
     # -- catalogue, key, generation -------------------------------------------------------------
 
@@ -262,16 +258,16 @@ class OpenRouterClient:
             try:
                 return await call()
             except OpenRouterError as exc:
-                if not exc.retryable:
-                    raise
                 attempt += 1
-                delay = self.retry.delay(attempt, getattr(exc, "retry_after", None))
-                if not self.retry.should_retry(attempt, delay, loop.time() - started):
-                    raise
-                await self._notify_retry(RetryNotice(attempt, delay, exc), on_retry)
-                await self._sleep(delay)
+                await self._wait_before_retry(exc, attempt, loop.time() - started, on_retry)
 
-    async def _notify_retry(self, notice: RetryNotice, on_retry: OnRetry | None) -> None:
+    async def _wait_before_retry(self, error: OpenRouterError, attempt: int, elapsed: float,
+                                 on_retry: OnRetry | None) -> None:
+        """Sleep before retry number `attempt`; re-raise `error` when it may not be retried."""
+        delay = self.retry.delay(attempt, getattr(error, "retry_after", None))
+        if not error.retryable or not self.retry.should_retry(attempt, delay, elapsed):
+            raise error
+        notice = RetryNotice(attempt, delay, error)
         log.warning("retrying OpenRouter request", attempt=notice.attempt, delay=round(notice.delay, 3),
                     error=notice.error.kind, status=notice.error.status)
         if on_retry is not None:
@@ -279,6 +275,7 @@ class OpenRouterClient:
                 await on_retry(notice)
             except Exception:
                 log.exception("retry callback failed")
+        await self._sleep(delay)
 
     @asynccontextmanager
     async def _open(self, method: str, path: str, *, content: bytes | None = None,
