@@ -284,3 +284,35 @@ async def test_chat_inside_a_conversation_thread_continues_it(bot: Harness) -> N
     assert len(d.threads) == 1  # no new thread
     body = bot.openrouter.chat_requests()[-1].json()
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+
+
+async def test_old_turns_that_no_longer_fit_are_dropped_and_the_person_told_once(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot, "hi", model="openai/gpt-3.5-turbo")  # 16k context
+    big = ("lorem ipsum dolor sit amet " * 1200).encode()  # ~32 KB, ~9k tokens
+    bot.openrouter.reply_text = "Summarised."
+    for i in range(3):
+        await d.post_message(thread_id, f"summarise part {i}", user_id=bot.user,
+                             attachments=[(f"part{i}.txt", big, "text/plain")])
+        await bot.wait_answer_done(thread_id, count=i + 1)
+    answers = [m.content for m in bot.bot_messages(thread_id)]
+    told = [a for a in answers if "no longer fit" in a]
+    assert len(told) == 1 and told[0] == answers[1]
+    last = bot.openrouter.chat_requests()[-1].json()["messages"]
+    assert "part2.txt" in json.dumps(last[-1]) and "part0.txt" not in json.dumps(last)
+    assert last[0]["role"] == "system"
+
+
+async def test_fallback_models_go_to_openrouter_filtered_by_the_allowlist(harness: Harness) -> None:
+    harness.overrides["fallback_models"] = ["anthropic/claude-sonnet-4", "meta-llama/llama-3-8b:free",
+                                            "openai/gpt-4.1-mini"]
+    harness.overrides["default_allowed_models"] = ["openai/*", "anthropic/*"]
+    await harness.start()
+    harness.openrouter.use_fallback_model = True
+    _, message = await start_conversation(harness, "hello")
+    body = harness.openrouter.chat_requests()[-1].json()
+    assert body["models"] == ["anthropic/claude-sonnet-4", "openai/gpt-4.1-mini"]
+    # the model that really answered is what the footer shows and what is stored
+    assert "`anthropic/claude-sonnet-4`" in message.content
+    rows = await harness.query("SELECT model FROM turns WHERE role = 'assistant'")
+    assert rows == [("anthropic/claude-sonnet-4",)]
