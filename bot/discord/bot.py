@@ -28,6 +28,9 @@ class ChatBot(commands.Bot):
                  extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
+        # No message cache: the bot reads its conversations from SQLite, and Discord echoes every edit
+        # of a streaming answer back, which a cache would parse into Message objects each time.
+        options.setdefault("max_messages", None)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          allowed_mentions=discord.AllowedMentions.none(), **options)
         self.services = services
