@@ -105,6 +105,10 @@ class DiscordAnswerView:
             tail.append(footer(model=outcome.model, tokens=outcome.tokens, cost=outcome.cost,
                                finish_reason=outcome.finish_reason, status=outcome.status, extra=extra))
         closing = "\n".join(tail)
+        if len(closing) > DISCORD_LIMIT:  # many refused files: keep the footer, shorten the notes
+            footer_line = tail[-1] if outcome.status != "refused" else ""
+            room = DISCORD_LIMIT - len(footer_line) - 2
+            closing = "\n".join(tail[:-1] if footer_line else tail)[:room].rstrip() + "…\n" + footer_line
         if not parts:
             parts = [closing] if closing else ["(no answer)"]
         elif len(parts[-1]) + len(closing) + 2 <= DISCORD_LIMIT:

@@ -316,3 +316,18 @@ async def test_fallback_models_go_to_openrouter_filtered_by_the_allowlist(harnes
     assert "`anthropic/claude-sonnet-4`" in message.content
     rows = await harness.query("SELECT model FROM turns WHERE role = 'assistant'")
     assert rows == [("anthropic/claude-sonnet-4",)]
+
+
+async def test_chat_in_an_ordinary_thread_makes_that_thread_the_conversation(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)  # any thread will do; forget its conversation
+    db = await bot.db()
+    await db.execute("UPDATE conversations SET thread_id = NULL")
+    await db.close()
+    inter = await d.slash("chat", {"prompt": "start here"}, user_id=bot.user, channel_id=thread_id)
+    await d.wait_for(lambda: inter.message is not None and "Echo: start here" in inter.message.content)
+    await d.post_message(thread_id, "and go on", user_id=bot.user)
+    await d.wait_for(lambda: any("Echo: and go on" in m.content for m in bot.bot_messages(thread_id)))
+    assert len(d.threads) == 1
+    body = bot.openrouter.chat_requests()[-1].json()
+    assert [m["content"] for m in body["messages"][1:]] == ["start here", "Echo: start here", "and go on"]

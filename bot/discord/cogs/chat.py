@@ -155,9 +155,11 @@ class ChatCog(commands.Cog):
             return
         attachments, rejected = await read_attachments([image] if image else [], self.chat.config.attachment_limits)
         if existing is None:
+            # in a thread that carries no conversation yet, the thread itself becomes the conversation
             conversation = await self.chat.start_conversation(
                 guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
-                model=model_id, title=thread_title(prompt))
+                model=model_id, title=thread_title(prompt),
+                thread_id=channel.id if isinstance(channel, discord.Thread) else None)
         else:
             conversation = existing
             if model and model_id != existing.model:
