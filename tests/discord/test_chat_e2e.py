@@ -62,6 +62,8 @@ async def test_messages_wait_their_turn_and_history_stays_in_order(bot: Harness)
     await d.post_message(thread_id, "first", user_id=bot.user)
     await asyncio.sleep(0.3)
     await d.post_message(thread_id, "second", user_id=bot.user)
+    await d.wait_for(lambda: len(bot.bot_messages(thread_id)) == 2)
+    assert "Waiting for the previous answer" in bot.bot_messages(thread_id)[1].content
     await bot.wait_answer_done(thread_id, count=2, within=30)
     requests = bot.openrouter.chat_requests()[-2:]
     assert last_user_text(requests[0].json()) == "first"

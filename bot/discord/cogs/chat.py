@@ -17,7 +17,7 @@ from bot.chat.attachments import Rejected
 from bot.chat.service import AUTO_MODEL, AnswerOutcome, ChatService
 from bot.chat.text import thread_title
 from bot.discord.files import read_attachments
-from bot.discord.render import NO_MENTIONS, THINKING, DiscordAnswerView
+from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView
 from bot.logs import get_logger
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo
@@ -240,11 +240,16 @@ class ChatCog(commands.Cog):
                 guild_id=guild_id, channel_id=channel.id, owner_id=message.author.id,
                 model=await self.bot.policy.default_model(guild_id), title=thread_title(content))
 
+        waiting = self.chat.busy(conversation.id)
+
         async def open_first() -> discord.Message:
             await self.bot.pacer.acquire(channel.id)
-            return await message.reply(THINKING, mention_author=False, allowed_mentions=NO_MENTIONS)
+            return await message.reply(WAITING if waiting else THINKING, mention_author=False,
+                                       allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected)
+        if waiting:
+            await view.begin()  # say at once that this message was seen and waits its turn
         await self.run_answer(conversation, author_id=message.author.id, content=content, message_id=message.id,
                               channel_id=channel.id, attachments=attachments, view=view)
         if start_thread:
