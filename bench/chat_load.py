@@ -57,7 +57,7 @@ def serve_openrouter(tokens: int, tps: float) -> None:
     """Run the fake OpenRouter until SIGTERM; print its base URL, then one JSON line per stream."""
     from aiohttp import web
 
-    from tests.fakes.openrouter_server import FakeOpenRouter, _Plan
+    from tests.fakes.openrouter_server import FakeOpenRouter, _Plan, serve_until_signalled
 
     class TimedOpenRouter(FakeOpenRouter):
         """Reports when each generated stream starts.
@@ -87,16 +87,7 @@ def serve_openrouter(tokens: int, tps: float) -> None:
         fake.chunk_chars = 4  # the fake counts 4 characters as one token, and paces by that
         fake.tokens_per_second = tps
         fake.record_requests = False
-        await fake.start()
-        print(fake.base_url, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await fake.close()
+        await serve_until_signalled(fake)
 
     asyncio.run(serve())
 

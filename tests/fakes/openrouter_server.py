@@ -1183,7 +1183,12 @@ async def _serve(args: argparse.Namespace) -> None:
     fake.tokens_per_second = args.tokens_per_second
     fake.record_requests = bool(args.record)
     fake.prepare_bulk()
-    await fake.start(host=args.host, port=args.port)
+    await serve_until_signalled(fake, host=args.host, port=args.port)
+
+
+async def serve_until_signalled(fake: FakeOpenRouter, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Start `fake`, print its base URL as the first line, serve until SIGTERM or SIGINT."""
+    await fake.start(host=host, port=port)
     print(fake.base_url, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
