@@ -55,7 +55,7 @@ class Pricing:
 
     @classmethod
     def worst_of(cls, models: list[ModelInfo]) -> Pricing:
-        return cls(max(m.prompt_price for m in models), max(m.completion_price for m in models),
+        return cls(max(m.worst_prompt_price for m in models), max(m.worst_completion_price for m in models),
                    max(m.request_price for m in models), max(m.image_price for m in models))
 
     def as_model(self) -> ModelInfo:

@@ -189,6 +189,18 @@ class ModelInfo:
     supported_parameters: frozenset[str]
     description: str = ""
     canonical_slug: str | None = None
+    # The highest prices any of the model's pricing tiers charges (OpenRouter's `pricing.overrides`,
+    # e.g. dearer tokens past 200k of prompt): what a worst-case cost estimate must use.
+    prompt_price_ceiling: Decimal | None = None
+    completion_price_ceiling: Decimal | None = None
+
+    @property
+    def worst_prompt_price(self) -> Decimal:
+        return max(self.prompt_price, self.prompt_price_ceiling or Decimal(0))
+
+    @property
+    def worst_completion_price(self) -> Decimal:
+        return max(self.completion_price, self.completion_price_ceiling or Decimal(0))
 
     @property
     def vision(self) -> bool:
@@ -213,10 +225,12 @@ class ModelInfo:
         context = raw.get("context_length") or top.get("context_length") or 0
         max_completion = top.get("max_completion_tokens")
 
-        def price(key: str) -> Decimal:
-            value = to_decimal(pricing.get(key))
+        def price(key: str, source: dict[str, Any] = pricing) -> Decimal:
+            value = to_decimal(source.get(key))
             # OpenRouter marks variable-priced routers such as openrouter/auto with "-1".
             return value if value is not None and value >= 0 else Decimal(0)
+
+        tiers = [t for t in pricing.get("overrides") or [] if isinstance(t, dict)]
 
         return cls(
             id=str(raw["id"]),
@@ -232,6 +246,8 @@ class ModelInfo:
             supported_parameters=frozenset(raw.get("supported_parameters") or ()),
             description=str(raw.get("description") or ""),
             canonical_slug=raw.get("canonical_slug"),
+            prompt_price_ceiling=max((price("prompt", t) for t in tiers), default=None),
+            completion_price_ceiling=max((price("completion", t) for t in tiers), default=None),
         )
 
 

@@ -38,6 +38,19 @@ def test_models_catalogue_prices_are_exact() -> None:
     assert turbo.input_modalities == ("text",) and not turbo.vision and not turbo.is_free
 
 
+def test_pricing_tiers_raise_the_worst_case_but_not_the_shown_price() -> None:
+    from bot.quotas import Pricing
+
+    models = {m["id"]: ModelInfo.from_wire(m) for m in fixture_json("models-sample.json")["data"]}
+    sonnet = models["anthropic/claude-sonnet-4"]  # dearer past 200k prompt tokens
+    assert sonnet.prompt_price == Decimal("0.000003") and sonnet.worst_prompt_price == Decimal("0.000006")
+    assert sonnet.worst_completion_price == Decimal("0.0000225")
+    mini = models["openai/gpt-4.1-mini"]
+    assert mini.worst_prompt_price == mini.prompt_price and mini.prompt_price_ceiling is None
+    worst = Pricing.worst_of([mini, sonnet])
+    assert (worst.prompt, worst.completion) == (Decimal("0.000006"), Decimal("0.0000225"))
+
+
 def test_variable_router_prices_are_not_negative() -> None:
     auto = ModelInfo.from_wire({"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}})
     assert auto.prompt_price == 0 and auto.completion_price == 0 and auto.context_length == 0
