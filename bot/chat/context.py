@@ -18,8 +18,10 @@ ANSWERABLE = ("complete", "stopped", "interrupted", "error")
 
 
 def estimate_text_tokens(text: str) -> int:
-    """A deliberately generous estimate (about 3.5 characters a token for English and code)."""
-    return math.ceil(len(text) / 3.5)
+    """A deliberately generous estimate: about 3.5 characters a token for English and code, and a
+    token for every other character (CJK scripts and emoji take one or more tokens a character)."""
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return math.ceil(ascii_chars / 3.5) + (len(text) - ascii_chars)
 
 
 def estimate_tokens(message: Message) -> int:

@@ -331,3 +331,11 @@ def test_images_count_against_the_budget() -> None:
     built = build_context(None, [q1, a1, current], current, context_length=everything, reserve_for_answer=0)
     assert count_images(built.messages) == 1
     assert built.prompt_tokens == everything
+
+
+def test_token_estimate_is_generous_for_non_latin_text() -> None:
+    from bot.chat.context import estimate_text_tokens
+
+    assert estimate_text_tokens("hello world, this is English") == 8
+    assert estimate_text_tokens("日本語のテキストです") == 10  # one per character
+    assert estimate_text_tokens("") == 0
