@@ -28,6 +28,9 @@ class ChatBot(commands.Bot):
                  extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
+        # A text-only bot: no warnings at every start about voice libraries it does not need.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         # No message cache: the bot reads its conversations from SQLite, and Discord echoes every edit
         # of a streaming answer back, which a cache would parse into Message objects each time.
         options.setdefault("max_messages", None)
