@@ -41,8 +41,7 @@ def build_chat(services: Services) -> ChatService:
         repo=ConversationRepo(services.db),
         client=services.openrouter,
         catalogue=services.catalogue,
-        config=ChatConfig(system_prompt=settings.system_prompt or None, max_answer_tokens=settings.max_answer_tokens,
-                          fallback_models=tuple(settings.fallback_models)),
+        config=ChatConfig(system_prompt=settings.system_prompt or None),
         policy=policy,
         budget=quotas,
     )
@@ -54,7 +53,7 @@ async def mark_interrupted_messages(bot: discord.Client, turns: list[Turn]) -> N
         if not turn.discord_channel_id:
             continue
         channel = bot.get_partial_messageable(turn.discord_channel_id)
-        for message_id in turn.discord_message_ids or ([turn.discord_message_id] if turn.discord_message_id else []):
+        for message_id in turn.discord_message_ids:
             try:
                 message = await channel.fetch_message(message_id)
                 text = message.content.replace(CURSOR, "").rstrip()

@@ -64,14 +64,11 @@ class AnswerOutcome:
     error_message: str | None = None
     stopped_by: int | None = None
     turn_id: int | None = None
-    notices: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class ChatConfig:
     system_prompt: str | None
-    max_answer_tokens: int = 2048
-    fallback_models: tuple[str, ...] = ()
     attachment_limits: AttachmentLimits = field(default_factory=AttachmentLimits)
     generation_lookup_attempts: int = 3
     generation_lookup_delay: float = 0.5
@@ -81,11 +78,9 @@ class ChatConfig:
 @dataclass(slots=True)
 class ActiveAnswer:
     turn_id: int
-    conversation_id: int
     asker_id: int | None
     task: asyncio.Task[None] | None = None
     stopped_by: int | None = None
-    stop_reason: str | None = None
     cancelled_from_outside: bool = False
     view: AnswerView | None = None
 
@@ -124,7 +119,7 @@ def pseudonymous_user(user_id: int | None) -> str | None:
 
 class ChatService:
     def __init__(self, *, repo: ConversationRepo, client: OpenRouterClient, catalogue: ModelCatalogue,
-                 config: ChatConfig, policy: Policy | None = None, budget: QuotaService | None = None) -> None:
+                 config: ChatConfig, policy: Policy, budget: QuotaService) -> None:
         self.repo = repo
         self.client = client
         self.catalogue = catalogue
@@ -172,41 +167,25 @@ class ChatService:
 
     # -- answering --------------------------------------------------------------------------------
 
-    async def answer(self, conversation: Conversation, question: Turn, view: AnswerView,
-                     plan: RequestPlan | None = None) -> AnswerOutcome:
+    async def answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
         """Answer `question` in `conversation`, one answer at a time per conversation."""
         async with self.lock_for(conversation.id):
-            fresh = await self.repo.get(conversation.id) or conversation
-            plan = plan or RequestPlan(model=fresh.model, max_tokens=self.config.max_answer_tokens,
-                                       fallback_models=self.config.fallback_models)
-            with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=plan.model):
-                return await self._answer_locked(fresh, question, view, plan)
+            fresh = await self.repo.get(conversation.id) or conversation  # /model may have switched it
+            with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=fresh.model):
+                return await self._answer_locked(fresh, question, view)
 
-    async def _decide(self, conversation: Conversation,
-                      plan: RequestPlan) -> tuple[RequestPlan, list[ModelInfo]] | str:
+    async def _decide(self, conversation: Conversation) -> tuple[RequestPlan, list[ModelInfo]] | str:
         """The request plan and every model it may end up on, or why there is no answer."""
-        if self.policy is not None:
-            try:
-                decided = await self.policy.plan(conversation.guild_id, plan.model)
-            except OpenRouterError as exc:
-                return f"The models list is unavailable right now: {exc.user_message}"
-            if isinstance(decided, tuple):
-                return decided
-            return decided.message
         try:
-            info = await self.model_info(plan.model)
+            decided = await self.policy.plan(conversation.guild_id, conversation.model)
         except OpenRouterError as exc:
-            log.warning("models catalogue unavailable", error=repr(exc))
-            info = None
-        if info is None:
-            if self.catalogue.loaded and plan.model != AUTO_MODEL:
-                return f"The model `{plan.model}` is not available on OpenRouter. Pick another one with `/model`."
-            return plan, []
-        return plan, [info]
+            return f"The models list is unavailable right now: {exc.user_message}"
+        if isinstance(decided, tuple):
+            return decided
+        return decided.message
 
-    async def _answer_locked(self, conversation: Conversation, question: Turn, view: AnswerView,
-                             plan: RequestPlan) -> AnswerOutcome:
-        decided = await self._decide(conversation, plan)
+    async def _answer_locked(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
+        decided = await self._decide(conversation)
         if isinstance(decided, str):
             return await self._refuse(view, decided)
         plan, candidates = decided
@@ -217,7 +196,7 @@ class ChatService:
         has_images = any(a.kind == "image" for a in current.attachments)
         if has_images and candidates and not (info.vision if info else any(c.vision for c in candidates)):
             suggestions = await self.vision_suggestions(
-                among=[m.id for m in await self.policy.allowed_models(conversation.guild_id)] if self.policy else None)
+                among=[m.id for m in await self.policy.allowed_models(conversation.guild_id)])
             names = ", ".join(f"`{m}`" for m in suggestions) or "one that accepts images"
             return await self._refuse(
                 view, f"`{plan.model}` cannot see images. Switch this conversation to a model that can with "
@@ -229,29 +208,23 @@ class ChatService:
             max_tokens = min(max_tokens, info.max_completion_tokens)
         built = build_context(plan.system_prompt if plan.system_prompt is not None else self.config.system_prompt,
                               history, current, context_length=context_length, reserve_for_answer=max_tokens)
-        notices: list[str] = []
         if built.dropped_turns and not conversation.trim_notified:
-            notices.append(f"The oldest {built.dropped_turns} message(s) of this conversation no longer fit "
-                           f"the model's context window, so the model no longer sees them.")
             await self.repo.mark_trim_notified(conversation.id)
-            await view.notice(notices[-1])
+            await view.notice(f"The oldest {built.dropped_turns} message(s) of this conversation no longer fit "
+                              f"the model's context window, so the model no longer sees them.")
         images = count_images(built.messages)
-        reservation: Reservation | None = None
-        if self.budget is not None:
-            if not candidates:
-                return await self._refuse(view, "The models list is unavailable, so the cost of an answer cannot "
-                                                "be checked against this server's budget. Try again shortly.")
-            held = await self.budget.reserve(
-                guild_id=conversation.guild_id, user_id=question.author_id or 0, model=plan.model,
-                pricing=Pricing.worst_of(candidates), prompt_tokens=built.prompt_tokens, images=images,
-                max_tokens=max_tokens)
-            if isinstance(held, QuotaRefusal):
-                return await self._refuse(view, held.message)
-            reservation = held
-            max_tokens = held.max_tokens
-            if held.lowered:
-                notices.append(f"The answer is limited to {max_tokens:,} tokens by what is left of the budget.")
-                await view.notice(notices[-1])
+        if not candidates:
+            return await self._refuse(view, "The models list is unavailable, so the cost of an answer cannot "
+                                            "be checked against this server's budget. Try again shortly.")
+        reservation = await self.budget.reserve(
+            guild_id=conversation.guild_id, user_id=question.author_id or 0, model=plan.model,
+            pricing=Pricing.worst_of(candidates), prompt_tokens=built.prompt_tokens, images=images,
+            max_tokens=max_tokens)
+        if isinstance(reservation, QuotaRefusal):
+            return await self._refuse(view, reservation.message)
+        max_tokens = reservation.max_tokens
+        if reservation.lowered:
+            await view.notice(f"The answer is limited to {max_tokens:,} tokens by what is left of the budget.")
         request = ChatRequest(
             model=plan.model,
             messages=built.messages,
@@ -267,18 +240,17 @@ class ChatService:
             turn_id = await self.repo.start_answer(conversation.id, reply_to=question.id, model=plan.model,
                                                    message_ids=view.message_ids(),
                                                    channel_id=question.discord_channel_id)
-            if reservation is not None and self.budget is not None:
-                await self.budget.link_turn(reservation, turn_id)
+            await self.budget.link_turn(reservation, turn_id)
         except BaseException:
             await self._release(reservation)
             raise
-        active = ActiveAnswer(turn_id, conversation.id, question.author_id, view=view)
+        active = ActiveAnswer(turn_id, question.author_id, view=view)
         self.active[turn_id] = active
         self._idle.clear()
         try:
             outcome = await self._stream_and_record(
                 conversation, request, view, active, info=info, prompt_tokens=built.prompt_tokens,
-                images=images, notices=notices, planned_model=plan.model, reservation=reservation)
+                images=images, planned_model=plan.model, reservation=reservation)
         finally:
             self.active.pop(turn_id, None)
             if not self.active:
@@ -289,8 +261,7 @@ class ChatService:
 
     async def _stream_and_record(self, conversation: Conversation, request: ChatRequest, view: AnswerView,
                                  active: ActiveAnswer, *, info: ModelInfo | None, prompt_tokens: int, images: int,
-                                 notices: list[str], planned_model: str,
-                                 reservation: Reservation | None) -> AnswerOutcome:
+                                 planned_model: str, reservation: Reservation) -> AnswerOutcome:
         """Stream, settle the cost, store the answer, then show its final form."""
         turn_id = active.turn_id
         try:
@@ -299,13 +270,11 @@ class ChatService:
         except BaseException:
             await self._release(reservation, generation_unknown=True)
             raise
-        if reservation is not None and self.budget is not None:
-            _, warnings = await asyncio.shield(self.budget.settle(
-                reservation.id, reservation.guild_id, cost, source=source or "estimate", model=completion.model,
-                fallback=reservation.amount))
-            for warning in warnings:
-                notices.append(warning)
-                await view.notice(warning)
+        _, warnings = await asyncio.shield(self.budget.settle(
+            reservation.id, reservation.guild_id, cost, source=source or "estimate", model=completion.model,
+            fallback=reservation.amount))
+        for warning in warnings:
+            await view.notice(warning)
         usage = completion.usage
         record = AnswerRecord(
             content=completion.content, status=status, reasoning=completion.reasoning or None,
@@ -323,7 +292,7 @@ class ChatService:
             model=completion.model or planned_model, provider=completion.provider,
             tokens=usage.total_tokens if usage else None, cost=cost, cost_source=source,
             finish_reason=completion.finish_reason, error_message=error.user_message if error else None,
-            stopped_by=active.stopped_by, turn_id=turn_id, notices=notices,
+            stopped_by=active.stopped_by, turn_id=turn_id,
         )
         log.info("answer finished", conversation=conversation.id, turn=turn_id, status=status,
                  generation_id=completion.generation_id, model=outcome.model, cost=str(cost), cost_source=source)
@@ -333,11 +302,9 @@ class ChatService:
             await self.repo.set_answer_messages(turn_id, view.message_ids())
         return outcome
 
-    async def _release(self, reservation: Reservation | None, *, generation_unknown: bool = False) -> None:
+    async def _release(self, reservation: Reservation, *, generation_unknown: bool = False) -> None:
         """Settle a hold when something unexpected ended the request: at the full held amount if a
         generation may have run (nothing is under-counted), else at zero."""
-        if reservation is None or self.budget is None:
-            return
         cost = None if generation_unknown else Decimal(0)
         await asyncio.shield(self.budget.settle(reservation.id, reservation.guild_id, cost, source="released",
                                                 model=None, fallback=reservation.amount))
@@ -393,13 +360,12 @@ class ChatService:
         return next((a for a in self.active.values() if a.view is not None and message_id in a.view.message_ids()),
                     None)
 
-    def stop(self, turn_id: int, *, by: int | None, reason: str = "user") -> bool:
+    def stop(self, turn_id: int, *, by: int | None) -> bool:
         """Stop one streaming answer (the Stop button). The partial answer is kept."""
         active = self.active.get(turn_id)
         if active is None or active.task is None or active.task.done():
             return False
         active.stopped_by = by
-        active.stop_reason = reason
         active.task.cancel()
         return True
 
@@ -410,7 +376,7 @@ class ChatService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         for turn_id in list(self.active):
-            self.stop(turn_id, by=None, reason="shutdown")
+            self.stop(turn_id, by=None)  # stopped by nobody: the bot is shutting down
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), 5)
 
@@ -449,8 +415,6 @@ class ChatService:
     async def settle_orphans(self) -> int:
         """Holds left open by a crash: settle each to the real cost when it can be found (the turn's
         recorded cost, else the generation endpoint), else to the full held amount."""
-        if self.budget is None:
-            return 0
         orphans = await self.budget.open_reservations()
         for held in orphans:
             turn = await self.repo.get_turn(held.turn_id) if held.turn_id else None

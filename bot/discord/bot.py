@@ -39,8 +39,8 @@ class ChatBot(commands.Bot):
         self.services = services
         self.settings = services.settings
         self.chat = chat
-        if not isinstance(chat.policy, GuildPolicy) or chat.budget is None:
-            raise TypeError("the Discord bot needs the chat core with a GuildPolicy and a QuotaService")
+        if not isinstance(chat.policy, GuildPolicy):
+            raise TypeError("the Discord bot needs the chat core with a GuildPolicy")
         self.policy: GuildPolicy = chat.policy
         self.quotas: QuotaService = chat.budget
         if services.settings.owner_ids:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 
 class ChannelPacer:
+    PRUNE_ABOVE = 256  # channels tracked before idle ones are forgotten
+
     def __init__(self, *, writes: int = 5, per: float = 5.0, margin: float = 0.3,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.writes = writes
@@ -46,6 +48,8 @@ class ChannelPacer:
 
     async def acquire(self, channel_id: int, *, reserve: int = 0) -> None:
         """Wait for a slot, then take it. Writes to one channel go out in the order they asked."""
+        if len(self._sent) > self.PRUNE_ABOVE:
+            self.forget_idle()
         lock = self._locks.get(channel_id)
         if lock is None:
             lock = self._locks[channel_id] = asyncio.Lock()
@@ -58,7 +62,7 @@ class ChannelPacer:
             self._window(channel_id).append(self._clock())
 
     def forget_idle(self) -> None:
-        """Drop the bookkeeping of channels with no recent writes (called now and then)."""
+        """Drop the bookkeeping of channels with no recent writes (`acquire` calls it as channels pile up)."""
         for channel_id in list(self._sent):
             lock = self._locks.get(channel_id)
             if not self._window(channel_id) and (lock is None or not lock.locked()):

@@ -232,11 +232,3 @@ class ConversationRepo:
         """Answers that were streaming when the process last stopped."""
         rows = await self.db.fetchall(f"SELECT {_TURN_COLUMNS} FROM turns WHERE status = 'streaming' ORDER BY id")
         return [Turn.from_row(r) for r in rows]
-
-    async def count(self, table: str) -> int:
-        if table not in {"conversations", "turns", "attachments"}:
-            raise ValueError(table)
-        row = await self.db.fetchone(f"SELECT COUNT(*) FROM {table}")
-        return int(row[0]) if row else 0
-
-

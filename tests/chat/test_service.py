@@ -71,7 +71,7 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
     guilds = GuildRepo(db)
     chat = ChatService(
         repo=ConversationRepo(db), client=client, catalogue=catalogue,
-        config=ChatConfig(system_prompt="Be brief.", max_answer_tokens=500, generation_lookup_delay=0.01),
+        config=ChatConfig(system_prompt="Be brief.", generation_lookup_delay=0.01),
         policy=GuildPolicy(guilds=guilds, catalogue=catalogue, operator_patterns=["openai/*"],
                            operator_default_model="openai/gpt-4o", fallback_models=[], max_answer_tokens=500),
         budget=QuotaService(spend=SpendRepo(db), guilds=guilds, default_guild_quota=Decimal(5),

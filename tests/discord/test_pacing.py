@@ -239,3 +239,14 @@ async def test_reserving_acquire_waits_while_a_normal_one_fits() -> None:
     started = time.monotonic()
     await pacer2.acquire(1)  # a normal write takes the last slot at once
     assert time.monotonic() - started < 0.05
+
+
+async def test_bookkeeping_of_idle_channels_is_pruned_as_channels_pile_up() -> None:
+    clock = FakeClock()
+    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, clock=clock)
+    for channel in range(ChannelPacer.PRUNE_ABOVE + 1):
+        await pacer.acquire(channel)
+    assert len(pacer._sent) == ChannelPacer.PRUNE_ABOVE + 1
+    clock.advance(5.0)
+    await pacer.acquire(10_000)
+    assert set(pacer._sent) == {10_000} and set(pacer._locks) == {10_000}

@@ -38,6 +38,11 @@ def per_million(price: Decimal) -> str:
     return f"${value:.2f}" if value >= Decimal("0.1") else f"${value:.3f}"
 
 
+def model_choice(model: ModelInfo) -> app_commands.Choice[str]:
+    """An autocomplete entry for a model (Discord allows 100 characters)."""
+    return app_commands.Choice(name=f"{model.name} ({model.id})"[:100], value=model.id)
+
+
 def model_line(model: ModelInfo) -> str:
     eye = " · 👁️ images" if model.vision else ""
     context = f"{model.context_length // 1000:,}k ctx" if model.context_length else "ctx ?"
@@ -104,7 +109,7 @@ class ChatCog(commands.Cog):
         except OpenRouterError:
             return []
         found = self.chat.catalogue.search(current, among=allowed, limit=25)
-        choices = [app_commands.Choice(name=f"{m.name} ({m.id})"[:100], value=m.id) for m in found]
+        choices = [model_choice(m) for m in found]
         if (AUTO_MODEL.startswith(current.lower()) and len(choices) < 25
                 and await self.bot.policy.is_allowed(guild_id, AUTO_MODEL)):
             choices.insert(0, app_commands.Choice(name="Auto: let OpenRouter pick (openrouter/auto)", value=AUTO_MODEL))

@@ -14,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.service import AUTO_MODEL
+from bot.discord.cogs.chat import model_choice
 from bot.discord.render import NO_MENTIONS
 from bot.moderation import is_pattern, model_allowed, valid_pattern
 from bot.money import from_nusd, to_nusd, usd
@@ -131,7 +132,7 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
         except OpenRouterError:
             return []
         found = self.bot.chat.catalogue.search(current, limit=25)
-        return [app_commands.Choice(name=f"{m.name} ({m.id})"[:100], value=m.id) for m in found]
+        return [model_choice(m) for m in found]
 
     @model_remove.autocomplete("model")
     async def list_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
