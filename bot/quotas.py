@@ -85,6 +85,14 @@ class Limits:
     guild_quota: Decimal | None  # None: no limit
     member_quota: Decimal | None
 
+    @property
+    def guild_nusd(self) -> int | None:
+        return to_nusd(self.guild_quota) if self.guild_quota is not None else None
+
+    @property
+    def member_nusd(self) -> int | None:
+        return to_nusd(self.member_quota) if self.member_quota is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
@@ -152,8 +160,7 @@ class QuotaService:
 
         result = await self.spend.reserve(
             guild_id=guild_id or DM_GUILD, user_id=user_id, month=month_key(now), model=model,
-            guild_quota_nusd=to_nusd(limits.guild_quota) if limits.guild_quota is not None else None,
-            member_quota_nusd=to_nusd(limits.member_quota) if limits.member_quota is not None else None,
+            guild_quota_nusd=limits.guild_nusd, member_quota_nusd=limits.member_nusd,
             size=size)
         if isinstance(result, Short):
             log.info("request refused by quota", scope=result.scope, spent=result.spent_nusd, quota=result.quota_nusd)
@@ -173,8 +180,7 @@ class QuotaService:
         actual = cost if cost is not None else fallback
         settled = await self.spend.settle(
             reservation_id, to_nusd(actual), source=source if cost is not None else "reserved", model=model,
-            guild_quota_nusd=to_nusd(limits.guild_quota) if limits.guild_quota is not None else None,
-            member_quota_nusd=to_nusd(limits.member_quota) if limits.member_quota is not None else None)
+            guild_quota_nusd=limits.guild_nusd, member_quota_nusd=limits.member_nusd)
         warnings: list[str] = []
         if settled is not None:
             if settled.warn_guild and limits.guild_quota:
