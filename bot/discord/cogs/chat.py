@@ -91,10 +91,10 @@ class ChatCog(commands.Cog):
         policy = self.bot.policy
         try:
             info = None if model_id == AUTO_MODEL else await self.chat.model_info(model_id)
-            allowed = await policy.allowed_models(guild_id)
         except OpenRouterError as exc:
             return None, f"The models list is unavailable right now: {exc.user_message}"
         if model_id != AUTO_MODEL and info is None:
+            allowed = await policy.allowed_models(guild_id)  # only for the hint: the catalogue is loaded
             close = [m.id for m in self.chat.catalogue.search(model_id, among=allowed, limit=5)]
             hint = f" Did you mean {', '.join(f'`{m}`' for m in close)}?" if close else " Browse them with `/models`."
             return None, f"`{model_id}` is not a model OpenRouter offers.{hint}"
