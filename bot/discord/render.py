@@ -34,7 +34,7 @@ class DiscordAnswerView:
 
     def __init__(self, *, open_first: OpenFirst, send_more: SendMore, channel_id: int, pacer: ChannelPacer,
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
-                 notices: list[str] | None = None, on_first_edit: Callable[[], None] | None = None) -> None:
+                 notices: list[str] | None = None) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -52,9 +52,6 @@ class DiscordAnswerView:
         self._task: asyncio.Task[None] | None = None
         self._finished = False
         self._last_edit = 0.0
-        self._on_first_edit = on_first_edit
-        self.edits = 0
-        self.rate_limited = 0
 
     # -- the core's AnswerView ----------------------------------------------------------------
 
@@ -72,17 +69,20 @@ class DiscordAnswerView:
             self._content.append(content)
         if reasoning:
             self._reasoning.append(reasoning)
-        self._changed.set()
-        if self._task is None and not self._finished:
-            self._task = asyncio.create_task(self._render_loop(), name=f"render-{self.channel_id}")
+        self._start_rendering()
 
     async def notice(self, text: str) -> None:
         if text.startswith("⏳"):
             self.status_line = text  # transient: replaced by the answer as soon as it flows
         else:
             self.notices.append(text)
+        if self.messages:  # before `begin`, the notice simply waits to be shown with the answer
+            self._start_rendering()
+
+    def _start_rendering(self) -> None:
+        """Mark the answer changed; the render loop (started once) shows it at its own pace."""
         self._changed.set()
-        if self._task is None and not self._finished and self.messages:
+        if self._task is None and not self._finished:
             self._task = asyncio.create_task(self._render_loop(), name=f"render-{self.channel_id}")
 
     async def finish(self, outcome: AnswerOutcome) -> None:
@@ -191,9 +191,6 @@ class DiscordAnswerView:
                 if attachments is not None:
                     await self.pacer.acquire(self.channel_id)
                     await self._edit(message, {"attachments": attachments, "allowed_mentions": NO_MENTIONS})
-            self.edits += 1
-            if self.edits == 1 and self._on_first_edit is not None:
-                self._on_first_edit()
 
     async def _edit(self, message: discord.Message, kwargs: dict[str, object]) -> None:
         try:
