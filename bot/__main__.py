@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from bot.logs import configure_logging, get_logger
+from bot.money import usd
 from bot.openrouter.errors import OpenRouterError
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store.database import MigrationError
@@ -31,9 +32,9 @@ async def check(settings: Settings) -> int:
         except OpenRouterError as exc:
             print(f"openrouter key: FAILED: {exc.user_message}")
             return 1
-        limit = "no limit" if key.limit is None else f"limit ${key.limit}"
-        remaining = "" if key.limit_remaining is None else f", ${key.limit_remaining} remaining"
-        print(f"openrouter key: ok ({key.label or 'unlabelled'}; {limit}, ${key.usage} used{remaining})")
+        limit = "no limit" if key.limit is None else f"limit {usd(key.limit)}"
+        remaining = "" if key.limit_remaining is None else f", {usd(key.limit_remaining)} remaining"
+        print(f"openrouter key: ok ({key.label or 'unlabelled'}; {limit}, {usd(key.usage)} used{remaining})")
         return 0
     finally:
         await services.close()

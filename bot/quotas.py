@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from bot.chat.costs import affordable_completion_tokens, estimate_cost
+from bot.costs import affordable_completion_tokens, estimate_cost
 from bot.logs import get_logger
 from bot.money import from_nusd, to_nusd, usd
 from bot.openrouter.types import ModelInfo
+from bot.states import CostSource
 from bot.store.guilds import GuildRepo
 from bot.store.spend import GUILD_ROW, Held, OpenReservation, Settled, Short, SpendRepo
 
@@ -172,14 +173,14 @@ class QuotaService:
     async def link_turn(self, reservation: Reservation, turn_id: int) -> None:
         await self.spend.link_turn(reservation.id, turn_id)
 
-    async def settle(self, reservation_id: int, guild_id: int, cost: Decimal | None, *, source: str,
+    async def settle(self, reservation_id: int, guild_id: int, cost: Decimal | None, *, source: CostSource,
                      model: str | None, fallback: Decimal) -> tuple[Settled | None, list[str]]:
         """Settle a hold to the real cost (`fallback`, the held amount, when the cost is unknown)."""
         now = self.clock()
         limits = await self.limits(guild_id or None)
         actual = cost if cost is not None else fallback
         settled = await self.spend.settle(
-            reservation_id, to_nusd(actual), source=source if cost is not None else "reserved", model=model,
+            reservation_id, to_nusd(actual), source=source if cost is not None else CostSource.RESERVED, model=model,
             guild_quota_nusd=limits.guild_nusd, member_quota_nusd=limits.member_nusd)
         warnings: list[str] = []
         if settled is not None:

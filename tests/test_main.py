@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from bot.store.database import load_migrations
 from tests.conftest import fixture_bytes
 from tests.fakes.openrouter_server import FakeOpenRouter, JSONReply
 
@@ -29,8 +30,8 @@ async def test_check_reports_database_and_key(tmp_path: Path) -> None:
     async with FakeOpenRouter() as fake:
         status, out = await run_check(fake, tmp_path)
         assert status == 0, out
-        assert "database: ok" in out and "schema version 2" in out
-        assert "openrouter key: ok (sk-or-v1-au7...890; limit $100, $25.5 used, $74.5 remaining)" in out
+        assert "database: ok" in out and f"schema version {len(load_migrations())}" in out
+        assert "openrouter key: ok (sk-or-v1-au7...890; limit $100.00, $25.50 used, $74.50 remaining)" in out
         assert fake.requests[-1].headers["authorization"] == "Bearer sk-or-v1-check-key"
         assert "sk-or-v1-check-key" not in out
 

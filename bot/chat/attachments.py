@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from bot.states import AttachmentKind
 from bot.store.conversations import StoredAttachment
 
 IMAGE_MIMES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp", "image/gif": "gif"}
@@ -50,19 +51,19 @@ def _mb(size: int) -> str:
     return f"{size / 1024:.1f}".rstrip("0").rstrip(".") + " KB"
 
 
-def kind_of(filename: str, content_type: str | None) -> str | None:
-    """image, text, pdf, or None when the bot cannot pass the file on."""
+def kind_of(filename: str, content_type: str | None) -> AttachmentKind | None:
+    """What the file is to the model, or None when the bot cannot pass it on."""
     mime = (content_type or "").split(";")[0].strip().lower()
     suffix = PurePosixPath(filename.lower()).suffix
     if mime in IMAGE_MIMES or (not mime and suffix in _IMAGE_EXT) or (
             mime == "application/octet-stream" and suffix in _IMAGE_EXT):
-        return "image"
+        return AttachmentKind.IMAGE
     if mime == "application/pdf" or suffix == ".pdf":
-        return "pdf"
+        return AttachmentKind.PDF
     lowered = filename.lower()
     if mime.startswith(_TEXT_MIMES) or suffix in TEXT_EXTENSIONS or any(
             lowered.endswith(ext) for ext in TEXT_EXTENSIONS if ext.count(".") > 1):
-        return "text"
+        return AttachmentKind.TEXT
     return None
 
 
@@ -75,7 +76,8 @@ def check_before_download(filename: str, content_type: str | None, size: int, in
     if kind is None:
         shown = content_type or PurePosixPath(filename).suffix or "unknown"
         return Rejected(filename, f"files of type {shown} are not supported (images, text, code and PDF are)")
-    cap = {"image": limits.max_image_bytes, "text": limits.max_text_bytes, "pdf": limits.max_pdf_bytes}[kind]
+    cap = {AttachmentKind.IMAGE: limits.max_image_bytes, AttachmentKind.TEXT: limits.max_text_bytes,
+           AttachmentKind.PDF: limits.max_pdf_bytes}[kind]
     if size > cap:
         return Rejected(filename, f"it is {_mb(size)}; {kind} files may be at most {_mb(cap)}")
     return None
@@ -97,18 +99,18 @@ def prepare(filename: str, content_type: str | None, data: bytes,
             limits: AttachmentLimits) -> StoredAttachment | Rejected:
     """Turn downloaded bytes into what is stored and sent, checking the content itself."""
     kind = kind_of(filename, content_type)
-    if kind == "image":
+    if kind == AttachmentKind.IMAGE:
         mime = _sniff_image(data)
         if mime is None:
             return Rejected(filename, "it does not look like a PNG, JPEG, WebP or GIF image")
         if len(data) > limits.max_image_bytes:
             return Rejected(filename, f"it is {_mb(len(data))}; images may be at most {_mb(limits.max_image_bytes)}")
-        return StoredAttachment(filename, mime, "image", len(data), data=data)
-    if kind == "pdf":
+        return StoredAttachment(filename, mime, AttachmentKind.IMAGE, len(data), data=data)
+    if kind == AttachmentKind.PDF:
         if not data.startswith(b"%PDF"):
             return Rejected(filename, "it does not look like a PDF")
-        return StoredAttachment(filename, "application/pdf", "pdf", len(data), data=data)
-    if kind == "text":
+        return StoredAttachment(filename, "application/pdf", AttachmentKind.PDF, len(data), data=data)
+    if kind == AttachmentKind.TEXT:
         if b"\x00" in data[:8192]:
             return Rejected(filename, "it looks like a binary file, not text")
         try:
@@ -116,7 +118,7 @@ def prepare(filename: str, content_type: str | None, data: bytes,
         except UnicodeDecodeError:
             text = data.decode("latin-1")
         mime = (content_type or "text/plain").split(";")[0].strip()
-        return StoredAttachment(filename, mime, "text", len(data), text=text)
+        return StoredAttachment(filename, mime, AttachmentKind.TEXT, len(data), text=text)
     return Rejected(filename, "files of this type are not supported")
 
 

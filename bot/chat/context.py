@@ -9,12 +9,13 @@ from typing import Any
 
 from bot.chat.attachments import data_url, text_block
 from bot.openrouter.types import Message, file_part, image_part, text_part
+from bot.states import AttachmentKind, TurnStatus
 from bot.store.conversations import Turn
 
 IMAGE_TOKENS = 1_100  # a conservative guess for one image; providers count 85–1,600
 PDF_TOKENS_PER_KB = 12
 MESSAGE_OVERHEAD = 4
-ANSWERABLE = ("complete", "stopped", "interrupted", "error")
+ANSWERABLE = frozenset({TurnStatus.COMPLETE, TurnStatus.STOPPED, TurnStatus.INTERRUPTED, TurnStatus.ERROR})
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -54,17 +55,17 @@ def turn_message(turn: Turn) -> Message | None:
     parts: list[dict[str, Any]] = []
     texts = [turn.content] if turn.content.strip() else []
     for attachment in turn.attachments:
-        if attachment.kind == "text":
+        if attachment.kind == AttachmentKind.TEXT:
             texts.append(text_block(attachment))
     if texts:
         parts.append(text_part("\n\n".join(texts)))
     for attachment in turn.attachments:
-        if attachment.kind == "image":
+        if attachment.kind == AttachmentKind.IMAGE:
             if attachment.data is not None:
                 parts.append(image_part(data_url(attachment)))
             else:
                 parts.append(text_part(f"[an earlier image, {attachment.filename}, is no longer shown]"))
-        elif attachment.kind == "pdf" and attachment.data is not None:
+        elif attachment.kind == AttachmentKind.PDF and attachment.data is not None:
             parts.append(file_part(attachment.filename, data_url(attachment)))
     if not parts:
         return None

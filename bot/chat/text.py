@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+
+from bot.money import usd
+from bot.states import AnswerStatus
 
 DISCORD_LIMIT = 2000
 CURSOR = " ▌"
@@ -78,15 +81,10 @@ def split_for_discord(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
 
 
 def format_cost(cost: Decimal | None) -> str:
+    """An answer's cost in its footer."""
     if cost is None:
         return "cost unknown"
-    if cost == 0:
-        return "free"
-    if cost < Decimal("0.0001"):
-        return "<$0.0001"
-    if cost < 1:
-        return f"${cost.quantize(Decimal('0.0001'), ROUND_HALF_UP)}"
-    return f"${cost.quantize(Decimal('0.01'), ROUND_HALF_UP)}"
+    return "free" if cost == 0 else usd(cost)
 
 
 FINISH_NOTES = {
@@ -97,19 +95,19 @@ FINISH_NOTES = {
 
 
 def footer(*, model: str | None, tokens: int | None, cost: Decimal | None, finish_reason: str | None,
-           status: str = "complete", extra: str | None = None) -> str:
+           status: AnswerStatus = AnswerStatus.COMPLETE, extra: str | None = None) -> str:
     """The one-line footer under a finished answer (Discord's small-text markdown)."""
     bits = [f"`{model}`" if model else "unknown model"]
     if tokens is not None:
         bits.append(f"{tokens:,} tokens")
     bits.append(format_cost(cost))
     line = " · ".join(bits)
-    if status == "stopped":
+    if status == AnswerStatus.STOPPED:
         line += " · ⏹️ stopped"
-    elif status == "interrupted":
+    elif status == AnswerStatus.INTERRUPTED:
         line += " · ⚠️ interrupted (the bot restarted)"
     note = FINISH_NOTES.get(finish_reason or "")
-    if note and status == "complete":
+    if note and status == AnswerStatus.COMPLETE:
         line += f" · {note}"
     if extra:
         line += f" · {extra}"

@@ -10,21 +10,22 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.service import ChatService
+from bot.chat.text import CURSOR
+from bot.core import Core
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
-from bot.moderation import GuildPolicy
-from bot.quotas import QuotaService
-from bot.services import Services
-from bot.store.state import StateRepo
+from bot.settings import Settings
+from bot.store.conversations import Turn
 
 log = get_logger(__name__)
 
+INTERRUPTED_NOTE = "-# ⚠️ interrupted: the bot stopped while this answer was streaming"
+NO_MENTIONS = discord.AllowedMentions.none()
 EXTENSIONS = ("bot.discord.cogs.chat", "bot.discord.cogs.config", "bot.discord.cogs.usage")
 
 
 class ChatBot(commands.Bot):
-    def __init__(self, services: Services, chat: ChatService, *, pacer: ChannelPacer | None = None,
+    def __init__(self, settings: Settings, core: Core, *, pacer: ChannelPacer | None = None,
                  extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
@@ -35,18 +36,12 @@ class ChatBot(commands.Bot):
         # of a streaming answer back, which a cache would parse into Message objects each time.
         options.setdefault("max_messages", None)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         allowed_mentions=discord.AllowedMentions.none(), **options)
-        self.services = services
-        self.settings = services.settings
-        self.chat = chat
-        if not isinstance(chat.policy, GuildPolicy):
-            raise TypeError("the Discord bot needs the chat core with a GuildPolicy")
-        self.policy: GuildPolicy = chat.policy
-        self.quotas: QuotaService = chat.budget
-        if services.settings.owner_ids:
-            self.owner_ids = set(services.settings.owner_ids)
+                         allowed_mentions=NO_MENTIONS, **options)
+        self.settings = settings
+        self.core = core
+        if settings.owner_ids:
+            self.owner_ids = set(settings.owner_ids)
         self.pacer = pacer or ChannelPacer()
-        self.state = StateRepo(services.db)
         self._extensions = extensions
         self.tree.error(self.on_app_command_error)
 
@@ -62,14 +57,29 @@ class ChatBot(commands.Bot):
         """Register the slash commands with Discord, skipping the call when nothing changed."""
         payload = sorted((c.to_dict(self.tree) for c in self.tree.get_commands()), key=lambda c: c["name"])
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        key = f"command_sync:{self.application_id}"
-        if await self.state.get(key) == digest:
+        if await self.core.command_sync_digest(self.application_id) == digest:
             log.info("slash commands unchanged; not syncing")
             return False
         await self.tree.sync()
-        await self.state.set(key, digest)
+        await self.core.remember_command_sync(self.application_id, digest)
         log.info("slash commands synced", commands=[c["name"] for c in payload])
         return True
+
+    async def mark_interrupted(self, turns: list[Turn]) -> None:
+        """Answers cut by a crash: drop the cursor and the Stop button, and say what happened."""
+        for turn in turns:
+            if not turn.discord_channel_id:
+                continue
+            channel = self.get_partial_messageable(turn.discord_channel_id)
+            for message_id in turn.discord_message_ids:
+                try:
+                    message = await channel.fetch_message(message_id)
+                    text = message.content.replace(CURSOR, "").rstrip()
+                    if message_id == turn.discord_message_ids[-1]:
+                        text = f"{text}\n\n{INTERRUPTED_NOTE}" if text else INTERRUPTED_NOTE
+                    await message.edit(content=text[:2000], view=None, allowed_mentions=NO_MENTIONS)
+                except discord.HTTPException as exc:
+                    log.info("could not mark an interrupted answer", turn=turn.id, message=message_id, error=str(exc))
 
     async def on_app_command_error(self, interaction: discord.Interaction[Any],
                                    error: app_commands.AppCommandError) -> None:
@@ -87,9 +97,9 @@ class ChatBot(commands.Bot):
 async def respond_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.response.send_message(text, ephemeral=True,
-                                                    allowed_mentions=discord.AllowedMentions.none())
+                                                    allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as exc:
         log.warning("could not answer an interaction", error=str(exc))

@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.chat.service import AnswerOutcome
 from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, split_for_discord
+from bot.chat.view import AnswerOutcome
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
+from bot.states import AnswerStatus, NoticeKind
 
 log = get_logger(__name__)
 
@@ -71,9 +72,9 @@ class DiscordAnswerView:
             self._reasoning.append(reasoning)
         self._start_rendering()
 
-    async def notice(self, text: str) -> None:
-        if text.startswith("⏳"):
-            self.status_line = text  # transient: replaced by the answer as soon as it flows
+    async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None:
+        if kind == NoticeKind.PROGRESS:
+            self.status_line = f"⏳ {text}"  # transient: replaced by the answer as soon as it flows
         else:
             self.notices.append(text)
         if self.messages:  # before `begin`, the notice simply waits to be shown with the answer
@@ -98,15 +99,15 @@ class DiscordAnswerView:
         tail: list[str] = [f"-# ℹ️ {n}" for n in self.notices]
         if outcome.error_message:
             tail.append(f"⚠️ {outcome.error_message}")
-        if outcome.status != "refused":
+        if outcome.status != AnswerStatus.REFUSED:
             extra = None
-            if outcome.status == "stopped":
+            if outcome.status == AnswerStatus.STOPPED:
                 extra = "the bot was restarting" if outcome.stopped_by is None else None
             tail.append(footer(model=outcome.model, tokens=outcome.tokens, cost=outcome.cost,
                                finish_reason=outcome.finish_reason, status=outcome.status, extra=extra))
         closing = "\n".join(tail)
         if len(closing) > DISCORD_LIMIT:  # many refused files: keep the footer, shorten the notes
-            footer_line = tail[-1] if outcome.status != "refused" else ""
+            footer_line = tail[-1] if outcome.status != AnswerStatus.REFUSED else ""
             room = DISCORD_LIMIT - len(footer_line) - 2
             closing = "\n".join(tail[:-1] if footer_line else tail)[:room].rstrip() + "…\n" + footer_line
         if not parts:
@@ -116,7 +117,7 @@ class DiscordAnswerView:
         else:
             parts.append(closing)
         reasoning_file = None
-        if self.show_reasoning and reasoning.strip() and outcome.status != "refused":
+        if self.show_reasoning and reasoning.strip() and outcome.status != AnswerStatus.REFUSED:
             reasoning_file = discord.File(io.BytesIO(reasoning.encode()), filename="reasoning.txt")
         await self._show(parts, final=True, reasoning_file=reasoning_file)
 

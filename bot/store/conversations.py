@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
+from bot.states import AttachmentKind, TurnStatus
 from bot.store.database import Database
 
 
@@ -32,7 +33,7 @@ class Conversation:
 class StoredAttachment:
     filename: str
     mime: str
-    kind: str  # image, text, pdf
+    kind: AttachmentKind
     size: int
     data: bytes | None = None
     text: str | None = None
@@ -47,7 +48,7 @@ class Turn:
     author_id: int | None
     content: str
     reasoning: str | None
-    status: str
+    status: TurnStatus
     model: str | None
     discord_message_id: int | None
     discord_message_ids: list[int]
@@ -61,7 +62,8 @@ class Turn:
     def from_row(cls, row: aiosqlite.Row) -> Turn:
         return cls(
             id=row["id"], conversation_id=row["conversation_id"], role=row["role"], reply_to=row["reply_to"],
-            author_id=row["author_id"], content=row["content"], reasoning=row["reasoning"], status=row["status"],
+            author_id=row["author_id"], content=row["content"], reasoning=row["reasoning"],
+            status=TurnStatus(row["status"]),
             model=row["model"], discord_message_id=row["discord_message_id"],
             discord_message_ids=json.loads(row["discord_message_ids"] or "[]"),
             discord_channel_id=row["discord_channel_id"], generation_id=row["generation_id"],
@@ -74,7 +76,7 @@ class AnswerRecord:
     """What is stored when an answer ends, whatever way it ended."""
 
     content: str
-    status: str  # complete, stopped, error, interrupted
+    status: TurnStatus
     reasoning: str | None = None
     error: str | None = None
     model: str | None = None
@@ -153,7 +155,7 @@ class ConversationRepo:
                 )
             await tx.execute("UPDATE conversations SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                              "WHERE id = ?", (conversation_id,))
-        return Turn(turn_id, conversation_id, "user", None, author_id, content, None, "complete", None,
+        return Turn(turn_id, conversation_id, "user", None, author_id, content, None, TurnStatus.COMPLETE, None,
                     message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments))
 
     async def start_answer(self, conversation_id: int, *, reply_to: int, model: str,
@@ -216,7 +218,7 @@ class ConversationRepo:
             if r["turn_id"] not in by_id:
                 continue
             by_id[r["turn_id"]].attachments.append(
-                StoredAttachment(r["filename"], r["mime"], r["kind"], r["size"], r["data"], r["text"]))
+                StoredAttachment(r["filename"], r["mime"], AttachmentKind(r["kind"]), r["size"], r["data"], r["text"]))
         return turns
 
     async def mark_deleted(self, message_ids: Sequence[int]) -> int:

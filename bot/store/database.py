@@ -70,16 +70,18 @@ class Database:
     """Owns the process's single aiosqlite connection.
 
     The connection runs in autocommit mode; `transaction()` opens an explicit `BEGIN IMMEDIATE`
-    so that read-then-write sequences (quota reservations) are atomic.
+    so that read-then-write sequences (quota reservations) are atomic. Every statement outside a
+    transaction waits for the one in progress to end.
     """
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
-        # One connection is shared by every task: writes and transactions take turns, so a rollback
-        # in one task can never discard a statement another task ran meanwhile.
-        self._write_lock = asyncio.Lock()
+        # One connection is shared by every task: statements and transactions take turns, so a
+        # rollback in one task can never discard a statement another task ran meanwhile, and a read
+        # never sees another task's uncommitted rows.
+        self._lock = asyncio.Lock()
         self._tx_owner: asyncio.Task[Any] | None = None
 
     @property
@@ -124,7 +126,7 @@ class Database:
         """
         if self._in_own_transaction():
             raise RuntimeError("transactions do not nest")
-        async with self._write_lock:
+        async with self._lock:
             conn = self.conn
             await conn.execute("BEGIN IMMEDIATE")
             self._tx_owner = asyncio.current_task()
@@ -138,29 +140,33 @@ class Database:
             finally:
                 self._tx_owner = None
 
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for one statement: inside this task's own transaction at once, else after
+        any other task's transaction has ended, so nobody reads rows that may yet be rolled back."""
+        if self._in_own_transaction():
+            yield self.conn
+            return
+        async with self._lock:
+            yield self.conn
+
     async def fetchone(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cursor:
+        async with self._turn() as conn, conn.execute(sql, params) as cursor:
             row: aiosqlite.Row | None = await cursor.fetchone()
             return row
 
     async def fetchall(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cursor:
+        async with self._turn() as conn, conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
     async def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
         """Run one write statement; return the last inserted row id."""
-        if self._in_own_transaction():
-            async with self.conn.execute(sql, params) as cursor:
-                return int(cursor.lastrowid or 0)
-        async with self._write_lock, self.conn.execute(sql, params) as cursor:
+        async with self._turn() as conn, conn.execute(sql, params) as cursor:
             return int(cursor.lastrowid or 0)
 
     async def execute_rowcount(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
         """Run one write statement; return how many rows it changed."""
-        if self._in_own_transaction():
-            async with self.conn.execute(sql, params) as cursor:
-                return int(cursor.rowcount)
-        async with self._write_lock, self.conn.execute(sql, params) as cursor:
+        async with self._turn() as conn, conn.execute(sql, params) as cursor:
             return int(cursor.rowcount)
 
     # -- migrations ---------------------------------------------------------------------------
@@ -200,7 +206,7 @@ class Database:
                 f"'{migration.name}');\nCOMMIT;"
             )
             try:
-                async with self._write_lock:
+                async with self._lock:
                     await self.conn.executescript(script)
             except Exception as exc:
                 if self.conn.in_transaction:

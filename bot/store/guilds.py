@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import aiosqlite
 
@@ -37,8 +38,19 @@ class AuditEntry:
     created_at: str
 
 
-SETTING_COLUMNS = frozenset({"default_model", "system_prompt", "provider_sort", "deny_data_collection",
-                             "allow_fallbacks", "guild_quota_nusd", "member_quota_nusd"})
+class Setting(StrEnum):
+    """A server's settings, named as the columns of `guild_settings` that hold them."""
+
+    DEFAULT_MODEL = "default_model"
+    SYSTEM_PROMPT = "system_prompt"
+    PROVIDER_SORT = "provider_sort"
+    DENY_DATA_COLLECTION = "deny_data_collection"
+    ALLOW_FALLBACKS = "allow_fallbacks"
+    GUILD_QUOTA = "guild_quota_nusd"
+    MEMBER_QUOTA = "member_quota_nusd"
+
+
+SETTING_COLUMNS = frozenset(s.value for s in Setting)
 
 
 class GuildRepo:
@@ -62,7 +74,7 @@ class GuildRepo:
 
     # -- changes: each one in a transaction with its audit entry -------------------------------------
 
-    async def set_setting(self, guild_id: int, column: str, value: object, *, actor_id: int, action: str,
+    async def set_setting(self, guild_id: int, column: Setting | str, value: object, *, actor_id: int, action: str,
                           old_text: str | None, new_text: str | None) -> None:
         if column not in SETTING_COLUMNS:
             raise ValueError(f"unknown setting {column!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.states import CostSource
 from bot.store.database import Database
 
 GUILD_ROW = 0  # user_id of a server's own total; guild_id 0 holds direct messages
@@ -120,7 +121,7 @@ class SpendRepo:
     async def link_turn(self, reservation_id: int, turn_id: int) -> None:
         await self.db.execute("UPDATE reservations SET turn_id = ? WHERE id = ?", (turn_id, reservation_id))
 
-    async def settle(self, reservation_id: int, actual_nusd: int, *, source: str, model: str | None,
+    async def settle(self, reservation_id: int, actual_nusd: int, *, source: CostSource, model: str | None,
                      guild_quota_nusd: int | None, member_quota_nusd: int | None) -> Settled | None:
         """Replace a hold by the real cost (once; a second call does nothing and returns None)."""
         async with self.db.transaction() as tx:

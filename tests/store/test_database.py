@@ -92,6 +92,42 @@ async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(db
         assert [r[0] for r in await db.fetchall("SELECT x FROM t")] == [2]
 
 
+async def test_a_read_never_sees_another_tasks_uncommitted_rows(db_path: Path) -> None:
+    """A read from one task while another task's transaction is open waits for it to end: it sees
+    the rows only if they were committed, never rows that are then rolled back."""
+    async with Database(db_path) as db:
+        await db.migrate()
+        inserted = asyncio.Event()
+        release = asyncio.Event()
+        seen: list[int] = []
+
+        async def writer() -> None:
+            with pytest.raises(RuntimeError):
+                async with db.transaction() as tx:
+                    await tx.execute("INSERT INTO bot_state (key, value) VALUES ('ghost', 'x')")
+                    inserted.set()
+                    await release.wait()
+                    raise RuntimeError("rolled back")
+
+        async def reader() -> None:
+            await inserted.wait()
+            row = await db.fetchone("SELECT COUNT(*) FROM bot_state WHERE key = 'ghost'")
+            seen.append(row[0])
+
+        writing = asyncio.create_task(writer())
+        reading = asyncio.create_task(reader())
+        await inserted.wait()
+        await asyncio.sleep(0.05)
+        assert not reading.done(), "the read ran inside another task's open transaction"
+        release.set()
+        await asyncio.gather(writing, reading)
+        assert seen == [0]
+        # inside its own transaction a task reads its own rows at once
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO bot_state (key, value) VALUES ('mine', 'y')")
+            assert (await tx.fetchone("SELECT value FROM bot_state WHERE key = 'mine'"))[0] == "y"
+
+
 def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     """The wheel carries migrations/ as bot/_migrations, so an installed bot finds them."""
     import subprocess
@@ -107,3 +143,45 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("bot/_migrations/"))
     assert shipped == sorted(f"bot/_migrations/{p.name}" for p in (root / "migrations").glob("*.sql"))
+
+
+async def test_the_database_knows_every_state_the_code_stores(db_path: Path) -> None:
+    """Each enum value in bot/states.py passes the matching CHECK constraint; anything else is refused."""
+    import sqlite3
+
+    from bot.states import AttachmentKind, CostSource, TurnStatus
+
+    async with Database(db_path) as db:
+        await db.migrate()
+        conv = await db.execute("INSERT INTO conversations (channel_id, owner_id, model) VALUES (1, 1, 'm')")
+        for status in TurnStatus:
+            await db.execute("INSERT INTO turns (conversation_id, role, status) VALUES (?, 'assistant', ?)",
+                             (conv, status))
+        turn = await db.execute("INSERT INTO turns (conversation_id, role) VALUES (?, 'user')", (conv,))
+        for kind in AttachmentKind:
+            await db.execute("INSERT INTO attachments (turn_id, filename, mime, kind, size) VALUES (?, 'f', 'x', ?, 1)",
+                             (turn, kind))
+        for source in CostSource:
+            await db.execute("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
+                             "settled_from, settled_at) VALUES (1, 2, '2026-12', 'm', 5, 5, ?, 'now')", (source,))
+        for sql, value in (("INSERT INTO turns (conversation_id, role, status) VALUES (1, 'assistant', ?)", "done"),
+                           ("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
+                            "settled_from, settled_at) VALUES (1, 2, '2026-12', 'm', 5, 5, ?, 'now')", "guess")):
+            with pytest.raises(sqlite3.IntegrityError):
+                await db.execute(sql, (value,))
+
+
+async def test_migration_3_keeps_the_holds_already_recorded(db_path: Path) -> None:
+    migrations = load_migrations()
+    async with Database(db_path) as db:
+        await db.migrate(migrations[:2])
+        await db.execute("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd) "
+                         "VALUES (1, 2, '2026-11', 'm', 7)")
+        await db.execute("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
+                         "settled_from, settled_at) VALUES (1, 2, '2026-11', 'm', 9, 4, 'usage', 'then')")
+        assert await db.migrate(migrations) == [3]
+        rows = [tuple(r) for r in await db.fetchall(
+            "SELECT amount_nusd, settled_nusd, settled_from FROM reservations ORDER BY id")]
+        assert rows == [(7, None, None), (9, 4, "usage")]
+        plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE settled_at IS NULL")
+        assert any("reservations_open" in str(tuple(r)) for r in plan)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -14,13 +13,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.attachments import Rejected
-from bot.chat.service import AUTO_MODEL, AnswerOutcome, ChatService
+from bot.chat.conversations import ConversationService
 from bot.chat.text import thread_title
+from bot.chat.view import AnswerOutcome
 from bot.discord.files import read_attachments
+from bot.discord.permissions import may_act_for
 from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView
 from bot.logs import get_logger
+from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo
+from bot.policy import AUTO_MODEL, GuildPolicy, Refusal
+from bot.states import ChannelKind
 from bot.store.conversations import Conversation, StoredAttachment
 
 if TYPE_CHECKING:
@@ -29,13 +33,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 Interaction = discord.Interaction[Any]
 STOP_ID = "answer:stop"
-
-
-def per_million(price: Decimal) -> str:
-    value = price * 1_000_000
-    if value == 0:
-        return "free"
-    return f"${value:.2f}" if value >= Decimal("0.1") else f"${value:.3f}"
 
 
 def model_choice(model: ModelInfo) -> app_commands.Choice[str]:
@@ -50,11 +47,12 @@ def model_line(model: ModelInfo) -> str:
             f"out {per_million(model.completion_price)} per 1M tokens · {context}{eye}")
 
 
-def is_moderator(member: discord.abc.User | discord.Member, channel: Any) -> bool:
-    if not isinstance(member, discord.Member) or channel is None or not hasattr(channel, "permissions_for"):
-        return False
-    permissions = channel.permissions_for(member)
-    return bool(permissions.manage_messages or permissions.manage_threads or permissions.administrator)
+def channel_kind(channel: Any) -> ChannelKind:
+    if isinstance(channel, discord.Thread):
+        return ChannelKind.THREAD
+    if isinstance(channel, discord.DMChannel):
+        return ChannelKind.DM
+    return ChannelKind.CHANNEL
 
 
 def bind_log_context(*, guild: int | None, channel: int | None, user: int) -> None:
@@ -77,7 +75,8 @@ class StopView(discord.ui.View):
 class ChatCog(commands.Cog):
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
-        self.chat: ChatService = bot.chat
+        self.conversations: ConversationService = bot.core.conversations
+        self.models: GuildPolicy = bot.core.models
         self.settings = bot.settings
 
     async def cog_load(self) -> None:
@@ -85,33 +84,15 @@ class ChatCog(commands.Cog):
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def usable_model(self, model_id: str, guild_id: int | None) -> tuple[str | None, str | None]:
-        """(model id, None) when it exists and this server allows it, else (None, a message)."""
-        model_id = model_id.strip()
-        policy = self.bot.policy
-        try:
-            info = None if model_id == AUTO_MODEL else await self.chat.model_info(model_id)
-        except OpenRouterError as exc:
-            return None, f"The models list is unavailable right now: {exc.user_message}"
-        if model_id != AUTO_MODEL and info is None:
-            allowed = await policy.allowed_models(guild_id)  # only for the hint: the catalogue is loaded
-            close = [m.id for m in self.chat.catalogue.search(model_id, among=allowed, limit=5)]
-            hint = f" Did you mean {', '.join(f'`{m}`' for m in close)}?" if close else " Browse them with `/models`."
-            return None, f"`{model_id}` is not a model OpenRouter offers.{hint}"
-        if not await policy.is_allowed(guild_id, model_id):
-            return None, (await policy.refusal_for(guild_id, model_id)).message
-        return (info.id if info else model_id), None
-
     async def model_choices(self, current: str, guild_id: int | None) -> list[app_commands.Choice[str]]:
         """Autocomplete: only the models this server allows."""
         try:
-            allowed = await self.bot.policy.allowed_models(guild_id)
+            found, _ = await self.models.search_allowed(guild_id, current, limit=25)
         except OpenRouterError:
             return []
-        found = self.chat.catalogue.search(current, among=allowed, limit=25)
         choices = [model_choice(m) for m in found]
         if (AUTO_MODEL.startswith(current.lower()) and len(choices) < 25
-                and await self.bot.policy.is_allowed(guild_id, AUTO_MODEL)):
+                and await self.models.is_allowed(guild_id, AUTO_MODEL)):
             choices.insert(0, app_commands.Choice(name="Auto: let OpenRouter pick (openrouter/auto)", value=AUTO_MODEL))
         return choices[:25]
 
@@ -129,10 +110,10 @@ class ChatCog(commands.Cog):
     async def run_answer(self, conversation: Conversation, *, author_id: int, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
                          view: DiscordAnswerView) -> AnswerOutcome:
-        turn = await self.chat.add_user_turn(conversation, author_id=author_id, content=content,
-                                             message_id=message_id, channel_id=channel_id, attachments=attachments)
         try:
-            return await self.chat.answer(conversation, turn, view)
+            return await self.conversations.ask(conversation, author_id=author_id, content=content,
+                                                message_id=message_id, channel_id=channel_id,
+                                                attachments=attachments, view=view)
         finally:
             if view.stop_view is not None:
                 view.stop_view.stop()
@@ -150,25 +131,21 @@ class ChatCog(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable) or interaction.channel_id is None:
             await interaction.followup.send("I cannot chat here.", ephemeral=True)
             return
-        existing: Conversation | None = None
-        if isinstance(channel, discord.Thread):
-            existing = await self.chat.repo.by_thread(channel.id)
-        chosen = model or (existing.model if existing else await self.bot.policy.default_model(interaction.guild_id))
-        model_id, problem = await self.usable_model(chosen, interaction.guild_id)
-        if model_id is None:
-            await interaction.edit_original_response(content=f"⚠️ {problem}", allowed_mentions=NO_MENTIONS)
+        existing = await self.conversations.for_channel(channel.id, channel_kind(channel)) \
+            if isinstance(channel, discord.Thread) else None
+        chosen = model or (existing.model if existing else await self.conversations.default_model(interaction.guild_id))
+        checked = await (self.conversations.switch_model(existing, chosen) if existing and model
+                         else self.models.check_model(interaction.guild_id, chosen))
+        if isinstance(checked, Refusal):
+            await interaction.edit_original_response(content=f"⚠️ {checked.message}", allowed_mentions=NO_MENTIONS)
             return
-        attachments, rejected = await read_attachments([image] if image else [], self.chat.config.attachment_limits)
-        if existing is None:
-            # in a thread that carries no conversation yet, the thread itself becomes the conversation
-            conversation = await self.chat.start_conversation(
-                guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
-                model=model_id, title=thread_title(prompt),
-                thread_id=channel.id if isinstance(channel, discord.Thread) else None)
-        else:
-            conversation = existing
-            if model and model_id != existing.model:
-                await self.chat.repo.set_model(existing.id, model_id)
+        attachments, rejected = await read_attachments([image] if image else [],
+                                                       self.conversations.attachment_limits)
+        # in a thread that carries no conversation yet, the thread itself becomes the conversation
+        conversation = existing or await self.conversations.start(
+            guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
+            model=checked, title=thread_title(prompt),
+            thread_id=channel.id if isinstance(channel, discord.Thread) else None)
         view = self.make_view(channel=channel, channel_id=interaction.channel_id,
                               open_first=interaction.original_response, rejected=rejected)
         await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
@@ -192,7 +169,7 @@ class ChatCog(commands.Cog):
         except discord.HTTPException as exc:
             log.warning("could not open a thread for a conversation", conversation=conversation.id, error=str(exc))
             return
-        await self.chat.repo.set_thread(conversation.id, thread.id)
+        await self.conversations.opened_thread(conversation, thread.id)
 
     # -- messages: threads, mentions, DMs -----------------------------------------------------------
 
@@ -203,27 +180,21 @@ class ChatCog(commands.Cog):
         if not message.content.strip() and not message.attachments:
             return
         channel = message.channel
-        conversation: Conversation | None = None
-        start_thread = False
-        if isinstance(channel, discord.Thread):
-            conversation = await self.chat.repo.by_thread(channel.id)
-            if conversation is None:
-                return
-        elif isinstance(channel, discord.DMChannel):
-            if not self.settings.allow_dms:
-                await channel.send("Chatting in direct messages is turned off for this bot.",
-                                   allowed_mentions=NO_MENTIONS)
-                return
-            conversation = await self.chat.repo.latest_in_dm(channel.id)
-        elif self.bot.user is not None and self.bot.user in message.mentions:
-            start_thread = True
-        else:
+        kind = channel_kind(channel)
+        if kind is ChannelKind.DM and not self.settings.allow_dms:
+            await channel.send("Chatting in direct messages is turned off for this bot.", allowed_mentions=NO_MENTIONS)
             return
-        content = self.strip_mention(message.content)
+        conversation = await self.conversations.for_channel(channel.id, kind)
+        if kind is ChannelKind.THREAD and conversation is None:
+            return  # a thread that is not a conversation
+        mentioned = self.bot.user is not None and self.bot.user in message.mentions
+        if kind is ChannelKind.CHANNEL and not mentioned:
+            return
         bind_log_context(guild=message.guild.id if message.guild else None, channel=channel.id,
                          user=message.author.id)
         try:
-            await self.answer_message(message, conversation, content, start_thread=start_thread)
+            await self.answer_message(message, conversation, self.strip_mention(message.content),
+                                      start_thread=kind is ChannelKind.CHANNEL)
         except Exception:
             log.exception("answering a message failed", message=message.id)
             with contextlib.suppress(discord.HTTPException):
@@ -238,14 +209,12 @@ class ChatCog(commands.Cog):
     async def answer_message(self, message: discord.Message, conversation: Conversation | None, content: str,
                              *, start_thread: bool) -> None:
         channel = message.channel
-        attachments, rejected = await read_attachments(message.attachments, self.chat.config.attachment_limits)
+        attachments, rejected = await read_attachments(message.attachments, self.conversations.attachment_limits)
         if conversation is None:
-            guild_id = message.guild.id if message.guild else None
-            conversation = await self.chat.start_conversation(
-                guild_id=guild_id, channel_id=channel.id, owner_id=message.author.id,
-                model=await self.bot.policy.default_model(guild_id), title=thread_title(content))
-
-        waiting = self.chat.busy(conversation.id)
+            conversation = await self.conversations.start(
+                guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
+                owner_id=message.author.id, title=thread_title(content))
+        waiting = self.conversations.busy(conversation)
 
         async def open_first() -> discord.Message:
             await self.bot.pacer.acquire(channel.id)
@@ -262,12 +231,12 @@ class ChatCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        if await self.chat.repo.mark_deleted([payload.message_id]):
+        if await self.conversations.messages_deleted([payload.message_id]):
             log.info("a deleted message left its conversation", message=payload.message_id)
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        await self.chat.repo.mark_deleted(sorted(payload.message_ids))
+        await self.conversations.messages_deleted(sorted(payload.message_ids))
 
     # -- /model and /models -------------------------------------------------------------------------
 
@@ -275,11 +244,7 @@ class ChatCog(commands.Cog):
     @app_commands.describe(model="The model to switch to (leave empty to see the current one)")
     async def model_command(self, interaction: Interaction, model: str | None = None) -> None:
         channel = interaction.channel
-        conversation = None
-        if isinstance(channel, discord.Thread):
-            conversation = await self.chat.repo.by_thread(channel.id)
-        elif isinstance(channel, discord.DMChannel):
-            conversation = await self.chat.repo.latest_in_dm(channel.id)
+        conversation = await self.conversations.for_channel(channel.id, channel_kind(channel)) if channel else None
         if conversation is None:
             await interaction.response.send_message(
                 "Use this inside a conversation thread (start one with `/chat`).", ephemeral=True)
@@ -287,17 +252,16 @@ class ChatCog(commands.Cog):
         if model is None:
             await interaction.response.send_message(f"This conversation uses `{conversation.model}`.", ephemeral=True)
             return
-        if interaction.user.id != conversation.owner_id and not is_moderator(interaction.user, channel):
+        if not may_act_for(interaction.user, channel, conversation.owner_id):
             await interaction.response.send_message(
                 "Only the person who started this conversation or a moderator can switch its model.", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True)
-        model_id, problem = await self.usable_model(model, interaction.guild_id)
-        if model_id is None:
-            await interaction.followup.send(f"⚠️ {problem}", ephemeral=True)
+        switched = await self.conversations.switch_model(conversation, model)
+        if isinstance(switched, Refusal):
+            await interaction.followup.send(f"⚠️ {switched.message}", ephemeral=True)
             return
-        await self.chat.repo.set_model(conversation.id, model_id)
-        await interaction.followup.send(f"This conversation now uses `{model_id}`.", ephemeral=True)
+        await interaction.followup.send(f"This conversation now uses `{switched}`.", ephemeral=True)
 
     @model_command.autocomplete("model")
     async def model_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -308,16 +272,14 @@ class ChatCog(commands.Cog):
     async def models_command(self, interaction: Interaction, search: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True)
         try:
-            allowed = await self.bot.policy.allowed_models(interaction.guild_id)
+            found, total = await self.models.search_allowed(interaction.guild_id, search or "", limit=12)
         except OpenRouterError as exc:
             await interaction.followup.send(f"⚠️ The models list is unavailable: {exc.user_message}", ephemeral=True)
             return
-        found = self.chat.catalogue.search(search or "", among=allowed, limit=12)
         if not found:
             where = " on this server" if interaction.guild_id else ""
             await interaction.followup.send(f"No allowed model{where} matches `{search or ''}`.", ephemeral=True)
             return
-        total = len(self.chat.catalogue.search(search or "", among=allowed, limit=10_000))
         embed = discord.Embed(title=f"Models matching “{search}”" if search else "Models you can use here",
                               description="\n\n".join(model_line(m) for m in found)[:4000])
         embed.set_footer(text=f"Showing {len(found)} of {total} allowed here. "
@@ -328,16 +290,16 @@ class ChatCog(commands.Cog):
 
     async def handle_stop(self, interaction: Interaction) -> None:
         message_id = interaction.message.id if interaction.message else None
-        active = self.chat.find_active(message_id) if message_id else None
-        if active is None:
+        answer = self.conversations.streaming_in(message_id) if message_id else None
+        if answer is None:
             await interaction.response.send_message("This answer is not streaming any more.", ephemeral=True)
             return
-        if interaction.user.id != active.asker_id and not is_moderator(interaction.user, interaction.channel):
+        if not may_act_for(interaction.user, interaction.channel, answer.asker_id):
             await interaction.response.send_message(
                 "Only the person who asked, or a moderator, can stop this answer.", ephemeral=True)
             return
         await interaction.response.defer()
-        self.chat.stop(active.turn_id, by=interaction.user.id)
+        self.conversations.stop(answer, by=interaction.user.id)
 
 
 async def setup(bot: ChatBot) -> None:

@@ -8,10 +8,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.permissions import is_moderator
 from bot.discord.render import NO_MENTIONS
-from bot.money import usd
+from bot.money import usd, usd_of
 from bot.openrouter.errors import OpenRouterError
 from bot.quotas import UsageReport
+from bot.usage import UsageService
 
 if TYPE_CHECKING:
     from bot.discord.bot import ChatBot
@@ -19,18 +21,11 @@ if TYPE_CHECKING:
 Interaction = discord.Interaction[Any]
 
 
-def of(spent: Any, quota: Any) -> str:
-    if quota is None:
-        return f"{usd(spent)} (no limit)"
-    percent = f" ({spent / quota * 100:.0f} %)" if quota else ""
-    return f"{usd(spent)} of {usd(quota)}{percent}"
-
-
 def usage_embed(report: UsageReport, *, in_guild: bool) -> discord.Embed:
     embed = discord.Embed(title=f"Usage in {report.month}")
-    embed.add_field(name="You", value=of(report.member_spent, report.member_quota), inline=False)
+    embed.add_field(name="You", value=usd_of(report.member_spent, report.member_quota), inline=False)
     if in_guild:
-        embed.add_field(name="This server", value=of(report.guild_spent, report.guild_quota), inline=False)
+        embed.add_field(name="This server", value=usd_of(report.guild_spent, report.guild_quota), inline=False)
     if report.top_members:
         embed.add_field(name="Top members", inline=False, value="\n".join(
             f"<@{uid}>: {usd(amount)}" for uid, amount in report.top_members))
@@ -44,11 +39,12 @@ def usage_embed(report: UsageReport, *, in_guild: bool) -> discord.Embed:
 class UsageCog(commands.Cog):
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
+        self.usage_service: UsageService = bot.core.usage
 
     @app_commands.command(name="usage", description="What you and this server spent this month")
     async def usage(self, interaction: Interaction) -> None:
-        moderator = bool(interaction.guild_id and interaction.permissions.manage_guild)
-        report = await self.bot.quotas.usage(interaction.guild_id, interaction.user.id, details=moderator)
+        moderator = is_moderator(interaction.user, interaction.channel)
+        report = await self.usage_service.report(interaction.guild_id, interaction.user.id, details=moderator)
         await interaction.response.send_message(embed=usage_embed(report, in_guild=interaction.guild_id is not None),
                                                 ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -60,7 +56,7 @@ class UsageCog(commands.Cog):
             return
         await interaction.response.defer(ephemeral=True)
         try:
-            key = await self.bot.services.openrouter.get_key()
+            key = await self.usage_service.credits()
         except OpenRouterError as exc:
             await interaction.followup.send(f"⚠️ {exc.user_message}", ephemeral=True)
             return

@@ -1,7 +1,8 @@
 """Per-server policy: which models may be used, the server's defaults, and provider preferences.
 
 Pure pattern matching at the top; `GuildPolicy` reads the server's configuration and turns it into
-a `RequestPlan` (or a refusal) for each answer. DMs follow the operator's defaults.
+a `RequestPlan` (or a refusal) for each answer, and answers the model questions of the commands
+(is this model usable here, which models match a search). DMs follow the operator's defaults.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
-from bot.chat.service import AUTO_MODEL, RequestPlan
 from bot.openrouter.catalogue import ModelCatalogue
+from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo, ProviderPreferences
 from bot.store.guilds import GuildRepo, GuildSettings
 
+AUTO_MODEL = "openrouter/auto"
 PATTERN_SHAPE = re.compile(r"^[A-Za-z0-9*?._:/\-\[\]]+$")
 
 
@@ -40,6 +43,25 @@ def allowed_among(models: Iterable[ModelInfo], patterns: Sequence[str]) -> list[
 @dataclass(frozen=True, slots=True)
 class Refusal:
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """Per-request choices made by policy: what may be asked, and how."""
+
+    model: str
+    max_tokens: int
+    fallback_models: tuple[str, ...] = ()
+    provider: ProviderPreferences | None = None
+    system_prompt: str | None = None
+    plugins: tuple[dict[str, object], ...] = ()
+
+
+class Planned(NamedTuple):
+    """A request plan and every model it may end up on (the first is the asked model, when known)."""
+
+    plan: RequestPlan
+    candidates: list[ModelInfo]
 
 
 class GuildPolicy:
@@ -86,7 +108,52 @@ class GuildPolicy:
         return Refusal(f"The model `{model_id}` is not allowed {where}. Allowed: {shown}. "
                        f"Pick one with `/model`.")
 
-    async def plan(self, guild_id: int | None, model_id: str) -> tuple[RequestPlan, list[ModelInfo]] | Refusal:
+    # -- questions the commands ask -------------------------------------------------------------
+
+    async def model_info(self, model_id: str) -> ModelInfo | None:
+        await self.catalogue.ensure_loaded()
+        return self.catalogue.get(model_id)
+
+    async def check_model(self, guild_id: int | None, model_id: str) -> str | Refusal:
+        """The model's id when OpenRouter offers it and this server allows it, else why not."""
+        model_id = model_id.strip()
+        try:
+            info = None if model_id == AUTO_MODEL else await self.model_info(model_id)
+        except OpenRouterError as exc:
+            return Refusal(f"The models list is unavailable right now: {exc.user_message}")
+        if model_id != AUTO_MODEL and info is None:
+            allowed = await self.allowed_models(guild_id)  # only for the hint: the catalogue is loaded
+            close = [m.id for m in self.catalogue.search(model_id, among=allowed, limit=5)]
+            hint = f" Did you mean {', '.join(f'`{m}`' for m in close)}?" if close else " Browse them with `/models`."
+            return Refusal(f"`{model_id}` is not a model OpenRouter offers.{hint}")
+        if not await self.is_allowed(guild_id, model_id):
+            return await self.refusal_for(guild_id, model_id)
+        return info.id if info else model_id
+
+    async def search_allowed(self, guild_id: int | None, query: str, *, limit: int) -> tuple[list[ModelInfo], int]:
+        """Allowed models matching `query`, best first (at most `limit`), and how many match in all."""
+        allowed = await self.allowed_models(guild_id)
+        found = self.catalogue.search(query, among=allowed, limit=len(allowed))
+        return found[:limit], len(found)
+
+    async def search_catalogue(self, query: str, *, limit: int) -> list[ModelInfo]:
+        """Every model OpenRouter offers that matches `query` (for moderators choosing what to allow)."""
+        await self.catalogue.ensure_loaded()
+        return self.catalogue.search(query, limit=limit)
+
+    async def matching(self, pattern: str) -> list[str]:
+        """Ids of the models OpenRouter offers that `pattern` matches."""
+        await self.catalogue.ensure_loaded()
+        return [m.id for m in self.catalogue.all() if model_allowed(m.id, [pattern])]
+
+    async def vision_suggestions(self, guild_id: int | None, limit: int = 5) -> list[str]:
+        """Allowed models that can see images, for a refusal's hint."""
+        allowed = [m.id for m in await self.allowed_models(guild_id)]
+        return [m.id for m in self.catalogue.vision_models(limit=limit, among=allowed)]
+
+    # -- the plan of one answer ----------------------------------------------------------------
+
+    async def plan(self, guild_id: int | None, model_id: str) -> Planned | Refusal:
         """What to request for an answer by `model_id` here, and every model it may end up on."""
         await self.catalogue.ensure_loaded()
         patterns = await self.patterns(guild_id)
@@ -105,11 +172,8 @@ class GuildPolicy:
             if info is None:
                 return Refusal(f"The model `{model_id}` is not available on OpenRouter. Pick another with `/model`.")
             candidates = [info]
-        fallbacks: tuple[str, ...] = ()
-        if settings.allow_fallbacks:
-            fallbacks = tuple(m for m in self.fallback_models
-                              if m != model_id and model_allowed(m, patterns) and self.catalogue.get(m) is not None)
-            candidates += [info for m in fallbacks if (info := self.catalogue.get(m)) is not None]
+        fallbacks = self._fallbacks(model_id, patterns) if settings.allow_fallbacks else ()
+        candidates += [info for m in fallbacks if (info := self.catalogue.get(m)) is not None]
         provider = ProviderPreferences(
             sort=settings.provider_sort,  # type: ignore[arg-type]
             data_collection="deny" if settings.deny_data_collection else None,
@@ -117,4 +181,8 @@ class GuildPolicy:
         )
         plan = RequestPlan(model=model_id, max_tokens=self.max_answer_tokens, fallback_models=fallbacks,
                            provider=provider, system_prompt=settings.system_prompt, plugins=plugins)
-        return plan, candidates
+        return Planned(plan, candidates)
+
+    def _fallbacks(self, model_id: str, patterns: Sequence[str]) -> tuple[str, ...]:
+        return tuple(m for m in self.fallback_models
+                     if m != model_id and model_allowed(m, patterns) and self.catalogue.get(m) is not None)

@@ -4,10 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat.service import AUTO_MODEL, RequestPlan
-from bot.moderation import GuildPolicy, Refusal, allowed_among, is_pattern, model_allowed, valid_pattern
 from bot.openrouter.catalogue import ModelCatalogue
 from bot.openrouter.types import ModelInfo
+from bot.policy import (
+    AUTO_MODEL,
+    GuildPolicy,
+    Refusal,
+    RequestPlan,
+    allowed_among,
+    is_pattern,
+    model_allowed,
+    valid_pattern,
+)
 from bot.store.database import Database
 from bot.store.guilds import GuildRepo
 from tests.conftest import fixture_json

@@ -1,0 +1,80 @@
+"""Conversations as the Discord layer sees them: find the one a channel carries, start one, ask in
+it, switch its model, and forget what people deleted. The one entry point of the chat core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.chat.active import ActiveAnswer, ActiveAnswers
+from bot.chat.attachments import AttachmentLimits
+from bot.chat.pipeline import AnswerPipeline
+from bot.chat.view import AnswerOutcome, AnswerView
+from bot.logs import get_logger
+from bot.policy import GuildPolicy, Refusal
+from bot.states import ChannelKind
+from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment
+
+log = get_logger(__name__)
+
+
+class ConversationService:
+    def __init__(self, *, repo: ConversationRepo, policy: GuildPolicy, pipeline: AnswerPipeline,
+                 active: ActiveAnswers, attachment_limits: AttachmentLimits) -> None:
+        self.repo = repo
+        self.policy = policy
+        self.pipeline = pipeline
+        self.active = active
+        self.attachment_limits = attachment_limits
+
+    async def for_channel(self, channel_id: int, kind: ChannelKind) -> Conversation | None:
+        """The conversation a thread carries, or the latest one of a DM; none in a plain channel."""
+        if kind is ChannelKind.THREAD:
+            return await self.repo.by_thread(channel_id)
+        if kind is ChannelKind.DM:
+            return await self.repo.latest_in_dm(channel_id)
+        return None
+
+    async def start(self, *, guild_id: int | None, channel_id: int, owner_id: int, title: str,
+                    model: str | None = None, thread_id: int | None = None) -> Conversation:
+        """A new conversation, on the server's default model unless one is given."""
+        model = model or await self.policy.default_model(guild_id)
+        conversation = await self.repo.create(guild_id=guild_id, channel_id=channel_id, owner_id=owner_id,
+                                              model=model, title=title, thread_id=thread_id)
+        log.info("conversation started", conversation=conversation.id, model=model)
+        return conversation
+
+    async def default_model(self, guild_id: int | None) -> str:
+        return await self.policy.default_model(guild_id)
+
+    async def ask(self, conversation: Conversation, *, author_id: int, content: str, message_id: int | None,
+                  channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView) -> AnswerOutcome:
+        """Store the question at once (nothing said is lost while it waits), then answer it in turn."""
+        question = await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
+                                                 message_id=message_id, channel_id=channel_id, attachments=attachments)
+        return await self.pipeline.answer(conversation, question, view)
+
+    def busy(self, conversation: Conversation) -> bool:
+        """Whether an answer is being written in this conversation (a new question will wait)."""
+        return self.active.busy(conversation.id)
+
+    async def switch_model(self, conversation: Conversation, model_id: str) -> str | Refusal:
+        """Switch to `model_id` if it exists and the server allows it; the model's id, or why not."""
+        checked = await self.policy.check_model(conversation.guild_id, model_id)
+        if isinstance(checked, str) and checked != conversation.model:
+            await self.repo.set_model(conversation.id, checked)
+        return checked
+
+    async def opened_thread(self, conversation: Conversation, thread_id: int) -> None:
+        """The conversation goes on in this thread from now on."""
+        await self.repo.set_thread(conversation.id, thread_id)
+
+    async def messages_deleted(self, message_ids: Sequence[int]) -> int:
+        """Deleted Discord messages leave the context (a question takes its answer along)."""
+        return await self.repo.mark_deleted(message_ids)
+
+    def streaming_in(self, message_id: int) -> ActiveAnswer | None:
+        """The answer streaming in this Discord message, if any."""
+        return self.active.find(message_id)
+
+    def stop(self, answer: ActiveAnswer, *, by: int) -> bool:
+        return self.active.stop(answer.turn_id, by=by)

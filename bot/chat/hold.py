@@ -1,0 +1,35 @@
+"""The second step of an answer: hold its worst-case cost against the budgets, or refuse.
+
+A hold lowers `max_tokens` to what the budget can pay. A hold that nothing will settle (the answer
+failed before its stream) is released: at zero when no request was sent, at the full amount when a
+generation may have run, so nothing is ever under-counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from bot.chat.plan import AnswerPlan
+from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation
+from bot.states import CostSource
+
+
+class BudgetHolds:
+    def __init__(self, quotas: QuotaService) -> None:
+        self.quotas = quotas
+
+    async def take(self, plan: AnswerPlan) -> Reservation | QuotaRefusal:
+        return await self.quotas.reserve(
+            guild_id=plan.conversation.guild_id, user_id=plan.question.author_id or 0,
+            model=plan.request_plan.model, pricing=Pricing.worst_of(plan.candidates),
+            prompt_tokens=plan.context.prompt_tokens, images=plan.images, max_tokens=plan.max_tokens)
+
+    async def link(self, reservation: Reservation, turn_id: int) -> None:
+        await self.quotas.link_turn(reservation, turn_id)
+
+    async def release(self, reservation: Reservation, *, may_have_run: bool) -> None:
+        """Settle a hold that nothing else will: the full amount if a generation may have run, else $0."""
+        cost = None if may_have_run else Decimal(0)
+        await asyncio.shield(self.quotas.settle(reservation.id, reservation.guild_id, cost,
+                                                source=CostSource.RELEASED, model=None, fallback=reservation.amount))

@@ -1,0 +1,102 @@
+"""One answer, step by step: plan → hold → stream → settle → record, one at a time per conversation.
+
+Each step lives in its own module (`plan`, `hold`, `stream`, `settle`, `record`); this one only
+orders them and makes sure a hold never stays open, whatever ends the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from bot.chat.active import ActiveAnswer, ActiveAnswers
+from bot.chat.hold import BudgetHolds
+from bot.chat.plan import AnswerPlan, AnswerPlanner
+from bot.chat.record import answer_outcome, answer_record, refusal
+from bot.chat.settle import CostSettler
+from bot.chat.stream import AnswerStreamer
+from bot.chat.view import AnswerOutcome, AnswerView
+from bot.logs import get_logger
+from bot.policy import Refusal
+from bot.quotas import QuotaRefusal, Reservation
+from bot.store.conversations import Conversation, ConversationRepo, Turn
+
+log = get_logger(__name__)
+
+
+class AnswerPipeline:
+    def __init__(self, *, repo: ConversationRepo, planner: AnswerPlanner, holds: BudgetHolds,
+                 streamer: AnswerStreamer, settler: CostSettler, active: ActiveAnswers) -> None:
+        self.repo = repo
+        self.planner = planner
+        self.holds = holds
+        self.streamer = streamer
+        self.settler = settler
+        self.active = active
+
+    async def answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
+        """Answer `question` in `conversation`, one answer at a time per conversation."""
+        async with self.active.lock_for(conversation.id):
+            fresh = await self.repo.get(conversation.id) or conversation  # /model may have switched it
+            with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=fresh.model):
+                return await self._answer(fresh, question, view)
+
+    async def _answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
+        plan = await self.planner.plan(conversation, question)
+        if isinstance(plan, Refusal):
+            return await self._refuse(view, plan.message)
+        for text in plan.notices:
+            await view.notice(text)
+        reservation = await self.holds.take(plan)
+        if isinstance(reservation, QuotaRefusal):
+            return await self._refuse(view, reservation.message)
+        if reservation.lowered:
+            await view.notice(f"The answer is limited to {reservation.max_tokens:,} tokens by what is left of "
+                              f"the budget.")
+        try:
+            await view.begin()
+            turn_id = await self.repo.start_answer(conversation.id, reply_to=question.id,
+                                                   model=plan.request_plan.model, message_ids=view.message_ids(),
+                                                   channel_id=question.discord_channel_id)
+            await self.holds.link(reservation, turn_id)
+        except BaseException:
+            await self.holds.release(reservation, may_have_run=False)
+            raise
+        active = ActiveAnswer(turn_id, question.author_id, view)
+        with self.active.running(active):
+            outcome = await self._stream_and_record(plan, reservation, active)
+        if active.cancelled_from_outside:
+            raise asyncio.CancelledError  # the cancellation goes on, now that the answer is stored
+        return outcome
+
+    async def _stream_and_record(self, plan: AnswerPlan, reservation: Reservation,
+                                 active: ActiveAnswer) -> AnswerOutcome:
+        """Stream, settle the cost, store the answer, then show its final form."""
+        view = active.view
+        try:
+            streamed = await self.streamer.run(plan.request(reservation.max_tokens), view, active)
+            cost, source = await self.settler.cost_of(streamed.completion, plan.model,
+                                                      prompt_tokens=plan.context.prompt_tokens, images=plan.images)
+        except BaseException:
+            await self.holds.release(reservation, may_have_run=True)
+            raise
+        for warning in await self.settler.settle(reservation, cost, source, streamed.completion.model):
+            await view.notice(warning)
+        await self.repo.finish_answer(active.turn_id, answer_record(streamed, cost))
+        outcome = answer_outcome(streamed, cost, source, planned_model=plan.request_plan.model,
+                                 stopped_by=active.stopped_by, turn_id=active.turn_id)
+        log.info("answer finished", turn=active.turn_id, status=outcome.status, model=outcome.model,
+                 generation_id=streamed.completion.generation_id, cost=str(cost), cost_source=source)
+        try:
+            await view.finish(outcome)
+        finally:
+            await self.repo.set_answer_messages(active.turn_id, view.message_ids())
+        return outcome
+
+    @staticmethod
+    async def _refuse(view: AnswerView, message: str) -> AnswerOutcome:
+        await view.begin()
+        outcome = refusal(message)
+        await view.finish(outcome)
+        return outcome

@@ -1,0 +1,41 @@
+"""The last step of an answer: what is stored of it, and what people are shown. Pure functions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.chat.stream import Streamed
+from bot.chat.view import AnswerOutcome
+from bot.money import to_nusd
+from bot.states import AnswerStatus, CostSource
+from bot.store.conversations import AnswerRecord
+
+
+def answer_record(streamed: Streamed, cost: Decimal | None) -> AnswerRecord:
+    completion, error, usage = streamed.completion, streamed.error, streamed.completion.usage
+    return AnswerRecord(
+        content=completion.content, status=streamed.status, reasoning=completion.reasoning or None,
+        error=f"{error.kind}: {error.detail}" if error else None,
+        model=completion.model, provider=completion.provider, generation_id=completion.generation_id,
+        finish_reason=completion.finish_reason, native_finish_reason=completion.native_finish_reason,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        reasoning_tokens=usage.reasoning_tokens if usage else None,
+        cost_nusd=to_nusd(cost) if cost is not None else None,
+    )
+
+
+def answer_outcome(streamed: Streamed, cost: Decimal | None, source: CostSource | None, *, planned_model: str,
+                   stopped_by: int | None, turn_id: int) -> AnswerOutcome:
+    completion, error, usage = streamed.completion, streamed.error, streamed.completion.usage
+    return AnswerOutcome(
+        status=AnswerStatus(streamed.status.value), content=completion.content, reasoning=completion.reasoning,
+        model=completion.model or planned_model, provider=completion.provider,
+        tokens=usage.total_tokens if usage else None, cost=cost, cost_source=source,
+        finish_reason=completion.finish_reason, error_message=error.user_message if error else None,
+        stopped_by=stopped_by, turn_id=turn_id,
+    )
+
+
+def refusal(message: str) -> AnswerOutcome:
+    return AnswerOutcome(status=AnswerStatus.REFUSED, error_message=message)

@@ -1,0 +1,70 @@
+"""The fourth step of an answer: find what it really cost, and settle its hold to that.
+
+The cost comes from the stream's `usage.cost`, else OpenRouter's `/generation` endpoint, else an
+estimate from the catalogue's prices and the counted text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from bot.chat.context import estimate_text_tokens
+from bot.costs import estimate_cost
+from bot.logs import get_logger
+from bot.openrouter.client import OpenRouterClient
+from bot.openrouter.errors import OpenRouterError
+from bot.openrouter.types import Completion, ModelInfo
+from bot.quotas import QuotaService, Reservation
+from bot.states import CostSource
+
+log = get_logger(__name__)
+Cost = tuple[Decimal | None, CostSource | None]
+
+
+def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_tokens: int, images: int) -> Cost:
+    """The catalogue's price of what arrived; $0 when nothing was generated; unknown without a price."""
+    if model is None:
+        return None, None
+    if not completion.generation_id and not completion.content and not completion.reasoning:
+        return Decimal(0), CostSource.ESTIMATE  # nothing was generated, nothing is billed
+    out_tokens = estimate_text_tokens(completion.content) + estimate_text_tokens(completion.reasoning)
+    return estimate_cost(model, prompt_tokens=prompt_tokens, completion_tokens=out_tokens,
+                         images=images), CostSource.ESTIMATE
+
+
+class CostSettler:
+    def __init__(self, *, quotas: QuotaService, client: OpenRouterClient, lookup_attempts: int,
+                 lookup_delay: float) -> None:
+        self.quotas = quotas
+        self.client = client
+        self.lookup_attempts = lookup_attempts
+        self.lookup_delay = lookup_delay
+
+    async def generation_cost(self, generation_id: str, *, attempts: int | None = None) -> Decimal | None:
+        """The billed cost from `/generation`, or None when OpenRouter cannot tell (yet)."""
+        try:
+            stats = await self.client.get_generation(generation_id, attempts=attempts or self.lookup_attempts,
+                                                     delay=self.lookup_delay)
+        except OpenRouterError as exc:
+            log.info("generation stats unavailable", generation_id=generation_id, error=repr(exc))
+            return None
+        return stats.total_cost
+
+    async def cost_of(self, completion: Completion, model: ModelInfo | None, *, prompt_tokens: int,
+                      images: int) -> Cost:
+        if completion.usage is not None and completion.usage.cost is not None:
+            return completion.usage.cost, CostSource.USAGE
+        if completion.generation_id:
+            cost = await self.generation_cost(completion.generation_id)
+            if cost is not None:
+                return cost, CostSource.GENERATION
+        return estimated_cost(completion, model, prompt_tokens=prompt_tokens, images=images)
+
+    async def settle(self, reservation: Reservation, cost: Decimal | None, source: CostSource | None,
+                     model: str | None) -> list[str]:
+        """Settle the hold (to the held amount when the cost is unknown); return quota warnings."""
+        _, warnings = await asyncio.shield(self.quotas.settle(
+            reservation.id, reservation.guild_id, cost, source=source or CostSource.ESTIMATE, model=model,
+            fallback=reservation.amount))
+        return warnings

@@ -1,0 +1,72 @@
+"""The third step of an answer: stream it from OpenRouter into its view, saving progress as it goes.
+
+Ends in one of four ways: complete, stopped (the Stop button cancelled it), error (OpenRouter said
+so, with whatever had arrived), or interrupted (the caller itself was cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from bot.chat.active import ActiveAnswer
+from bot.chat.view import AnswerView
+from bot.openrouter.client import ChatStream, OpenRouterClient, RetryNotice
+from bot.openrouter.errors import OpenRouterError
+from bot.openrouter.types import ChatRequest, Completion
+from bot.states import NoticeKind, TurnStatus
+from bot.store.conversations import ConversationRepo
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    completion: Completion
+    status: TurnStatus
+    error: OpenRouterError | None = None
+
+
+class AnswerStreamer:
+    def __init__(self, *, client: OpenRouterClient, repo: ConversationRepo, progress_save_interval: float) -> None:
+        self.client = client
+        self.repo = repo
+        self.progress_save_interval = progress_save_interval
+
+    async def run(self, request: ChatRequest, view: AnswerView, active: ActiveAnswer) -> Streamed:
+        async def on_retry(notice: RetryNotice) -> None:
+            await view.notice(f"{notice.error.user_message} Retrying in {max(1, round(notice.delay))} s…",
+                              NoticeKind.PROGRESS)
+
+        stream = self.client.stream_chat(request, on_retry=on_retry)
+        task = active.task = asyncio.create_task(self._consume(stream, view, active.turn_id),
+                                                 name=f"answer-{active.turn_id}")
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            # The caller itself is being cancelled: stop the stream, keep what arrived, and let the
+            # caller store it before the cancellation goes on.
+            active.cancelled_from_outside = True
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            return Streamed(stream.completion, TurnStatus.INTERRUPTED)
+        if task.cancelled():
+            return Streamed(stream.completion, TurnStatus.STOPPED)
+        exc = task.exception()
+        if exc is None:
+            return Streamed(stream.completion, TurnStatus.COMPLETE)
+        if isinstance(exc, OpenRouterError):
+            return Streamed(exc.partial or stream.completion, TurnStatus.ERROR, exc)
+        raise exc
+
+    async def _consume(self, stream: ChatStream, view: AnswerView, turn_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        saved_at = loop.time()
+        async with stream:
+            async for delta in stream:
+                view.append(delta.content, delta.reasoning)
+                if loop.time() - saved_at >= self.progress_save_interval:
+                    # a crash now still leaves most of the answer in the store
+                    saved_at = loop.time()
+                    snapshot = stream.completion
+                    await self.repo.save_progress(turn_id, snapshot.content, snapshot.generation_id)

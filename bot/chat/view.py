@@ -1,0 +1,41 @@
+"""What the core says to the Discord layer about one answer: the view it shows the answer in, and
+how the answer ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from bot.states import AnswerStatus, CostSource, NoticeKind
+
+
+class AnswerView(Protocol):
+    """How the Discord layer shows one answer. `append` must not block: rendering is paced apart."""
+
+    async def begin(self) -> None:
+        """Called when this answer's turn comes: show that it started (e.g. post a placeholder)."""
+
+    def message_ids(self) -> list[int]: ...
+
+    def append(self, content: str, reasoning: str) -> None: ...
+
+    async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None: ...
+
+    async def finish(self, outcome: AnswerOutcome) -> None: ...
+
+
+@dataclass(slots=True)
+class AnswerOutcome:
+    status: AnswerStatus
+    content: str = ""
+    reasoning: str = ""
+    model: str | None = None
+    provider: str | None = None
+    tokens: int | None = None
+    cost: Decimal | None = None
+    cost_source: CostSource | None = None
+    finish_reason: str | None = None
+    error_message: str | None = None
+    stopped_by: int | None = None
+    turn_id: int | None = None

@@ -1,0 +1,87 @@
+"""The chat core wired as in production (`Core.build`) on a real SQLite file and the local OpenRouter
+server. The Discord side is replaced by `RecordingView`, a plain implementation of the core's
+`AnswerView` protocol (the Discord layer itself is tested end to end in tests/discord)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.chat.config import ChatConfig
+from bot.chat.view import AnswerOutcome
+from bot.core import Core
+from bot.openrouter.catalogue import ModelCatalogue
+from bot.openrouter.client import OpenRouterClient
+from bot.services import Services
+from bot.settings import Settings
+from bot.states import NoticeKind
+from bot.store.conversations import ConversationRepo
+from bot.store.database import Database
+from tests.fakes.openrouter_server import FakeOpenRouter
+from tests.openrouter.conftest import make_client
+
+
+@dataclass
+class RecordingView:
+    content: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    progress: list[str] = field(default_factory=list)
+    outcome: AnswerOutcome | None = None
+    ids: list[int] = field(default_factory=list)
+
+    async def begin(self) -> None:
+        self.ids = [1001]
+
+    def message_ids(self) -> list[int]:
+        return self.ids
+
+    def append(self, content: str, reasoning: str) -> None:
+        self.content.append(content)
+
+    async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None:
+        (self.progress if kind == NoticeKind.PROGRESS else self.notices).append(text)
+
+    async def finish(self, outcome: AnswerOutcome) -> None:
+        self.outcome = outcome
+
+
+@dataclass
+class CoreParts:
+    core: Core
+    db: Database
+    fake: FakeOpenRouter
+    client: OpenRouterClient
+
+    @property
+    def repo(self) -> ConversationRepo:
+        return self.core.conversations.repo
+
+
+def test_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "discord_token": "x", "openrouter_api_key": "sk-or-v1-test", "default_model": "openai/gpt-4o",
+        "default_allowed_models": ["openai/*"], "max_answer_tokens": 500, "system_prompt": "Be brief.",
+        "default_guild_monthly_quota_usd": Decimal(5), "default_member_monthly_quota_usd": Decimal(1),
+    }
+    return Settings(**(values | overrides))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def parts(tmp_path: Path) -> AsyncIterator[CoreParts]:
+    fake = FakeOpenRouter()
+    await fake.start()
+    db = Database(tmp_path / "core.sqlite3")
+    await db.open()
+    await db.migrate()
+    client = make_client(fake)
+    services = Services(settings=test_settings(), db=db, openrouter=client,
+                        catalogue=ModelCatalogue(client.list_models))
+    core = Core.build(services, ChatConfig(system_prompt="Be brief.", generation_lookup_delay=0.01))
+    yield CoreParts(core, db, fake, client)
+    await client.aclose()
+    await db.close()
+    await fake.close()

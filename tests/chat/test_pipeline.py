@@ -1,0 +1,75 @@
+"""The answer pipeline end to end through the core (plan → hold → stream → settle → record), with real
+SQLite and the local OpenRouter server: where each settled cost comes from."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from bot.money import to_nusd
+from bot.store.guilds import GuildRepo
+from tests.chat.conftest import CoreParts, RecordingView
+from tests.fakes.openrouter_server import JSONReply, SSEReply
+
+
+async def ask(parts: CoreParts, text: str = "Hello there") -> tuple[RecordingView, int]:
+    conversations = parts.core.conversations
+    conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o", title="t")
+    view = RecordingView()
+    await conversations.ask(conv, author_id=3, content=text, message_id=None, channel_id=2, attachments=(), view=view)
+    return view, conv.id
+
+
+async def settled(parts: CoreParts) -> list[tuple[object, ...]]:
+    rows = await parts.db.fetchall("SELECT amount_nusd, settled_nusd, settled_from, turn_id FROM reservations")
+    return [tuple(r) for r in rows]
+
+
+async def test_settled_from_the_stream_usage(parts: CoreParts) -> None:
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.status == "complete" and view.outcome.cost_source == "usage"
+    [(amount, actual, source, turn_id)] = await settled(parts)
+    assert source == "usage" and actual == to_nusd(view.outcome.cost) and 0 < actual <= amount  # type: ignore[arg-type]
+    assert tuple(await parts.db.fetchone("SELECT cost_nusd FROM turns WHERE id = ?", (turn_id,))) == (actual,)
+    body = parts.fake.chat_requests()[-1].json()
+    assert body["max_tokens"] == 500 and body["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def frames_without_usage(gen_id: str) -> list[bytes]:
+    chunk = {"id": gen_id, "model": "openai/gpt-4o", "provider": "OpenAI",
+             "choices": [{"index": 0, "delta": {"content": "Hi!"}, "finish_reason": None}]}
+    end = {"id": gen_id, "model": "openai/gpt-4o", "provider": "OpenAI",
+           "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "native_finish_reason": "stop"}]}
+    return [f"data: {json.dumps(chunk)}\n\n".encode(), f"data: {json.dumps(end)}\n\n".encode(), b"data: [DONE]\n\n"]
+
+
+async def test_settled_from_the_generation_endpoint_when_the_stream_has_no_usage(parts: CoreParts) -> None:
+    parts.fake.script("chat", SSEReply(events=frames_without_usage("gen-nousage-1")))
+    stats = {"id": "gen-nousage-1", "total_cost": 0.000321, "model": "openai/gpt-4o"}
+    parts.fake.script("generation", JSONReply(404, {"error": {"code": 404, "message": "Generation not found"}}),
+                     JSONReply(200, {"data": stats}))
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.cost == Decimal("0.000321")
+    assert view.outcome.cost_source == "generation"
+    [(_, actual, source, _)] = await settled(parts)
+    assert (actual, source) == (321_000, "generation")
+
+
+async def test_settled_from_the_estimate_when_nothing_else_is_known(parts: CoreParts) -> None:
+    parts.fake.script("chat", SSEReply(events=frames_without_usage("gen-unknown-2")))
+    parts.fake.generation_404_first = 100
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.cost_source == "estimate"
+    [(amount, actual, source, _)] = await settled(parts)
+    assert source == "estimate" and 0 < actual < amount
+
+
+async def test_a_refused_request_holds_nothing(parts: CoreParts) -> None:
+    await GuildRepo(parts.db).set_setting(1, "member_quota_nusd", 0, actor_id=1, action="quota", old_text=None,
+                                         new_text="$0")
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.status == "refused"
+    assert "cannot spend anything" in (view.outcome.error_message or "")
+    assert await settled(parts) == [] and parts.fake.chat_requests() == []
+
+

@@ -1,0 +1,50 @@
+"""After a crash: streaming answers are marked interrupted and open holds are settled, with real
+SQLite and the local OpenRouter server's /generation endpoint."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.quotas import Pricing, Reservation
+from bot.store.spend import SpendRepo
+from tests.chat.conftest import CoreParts
+from tests.chat.test_pipeline import settled
+
+
+async def test_crash_between_reserve_and_settle(parts: CoreParts) -> None:
+    """What a crash leaves: a streaming turn (progress saved) and an open hold linked to it."""
+    repo, quotas, recovery = parts.repo, parts.core.recovery.quotas, parts.core.recovery
+    conv = await parts.core.conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o",
+                                                title="t")
+    question = await repo.add_user_turn(conv.id, author_id=3, content="hi", message_id=None, channel_id=2)
+    pricing = Pricing(Decimal("0.0000025"), Decimal("0.00001"))
+    holds = []
+    for gen_id in ("gen-crashed-known", None):
+        hold = await quotas.reserve(guild_id=1, user_id=3, model="openai/gpt-4o", pricing=pricing,
+                                         prompt_tokens=100, images=0, max_tokens=500)
+        assert isinstance(hold, Reservation)
+        turn_id = await repo.start_answer(conv.id, reply_to=question.id, model="openai/gpt-4o", message_ids=[5],
+                                          channel_id=2)
+        await quotas.link_turn(hold, turn_id)
+        await repo.save_progress(turn_id, "partial answer", gen_id)
+        holds.append(hold)
+    parts.fake.generations["gen-crashed-known"] = {"id": "gen-crashed-known", "total_cost": 0.0009}
+
+    interrupted = await recovery.recover_interrupted()
+    assert [t.content for t in interrupted] == ["partial answer", "partial answer"]
+    assert await recovery.settle_orphans() == 2
+    rows = await settled(parts)
+    assert rows[0][1:3] == (900_000, "generation")
+    assert rows[1][1:3] == (holds[1].amount * 10**9, "reserved")  # unknown: the full hold is charged
+    totals = await SpendRepo(parts.db).totals(1, _month())
+    assert totals.reserved_nusd == 0 and totals.spent_nusd == 900_000 + rows[1][1]
+    statuses = await parts.db.fetchall("SELECT status, cost_nusd FROM turns WHERE role = 'assistant' ORDER BY id")
+    assert [tuple(s) for s in statuses] == [("interrupted", 900_000), ("interrupted", None)]
+    assert await recovery.settle_orphans() == 0
+
+
+def _month() -> str:
+    from datetime import UTC, datetime
+
+    from bot.quotas import month_key
+    return month_key(datetime.now(UTC))
