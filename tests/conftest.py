@@ -20,3 +20,7 @@ def fixture_json(name: str) -> Any:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "bot.sqlite3"
+
+
+# the chat core wired as in production, for tests of the core's services (see tests/core_harness.py)
+from tests.core_harness import parts  # noqa: E402, F401

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from bot.money import to_nusd
 from bot.store.guilds import GuildRepo
-from tests.chat.conftest import CoreParts, RecordingView
+from tests.core_harness import CoreParts, RecordingView
 from tests.fakes.openrouter_server import JSONReply, SSEReply
 
 

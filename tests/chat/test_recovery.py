@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from bot.quotas import Pricing, Reservation
 from bot.store.spend import SpendRepo
-from tests.chat.conftest import CoreParts
 from tests.chat.test_pipeline import settled
+from tests.core_harness import CoreParts
 
 
 async def test_crash_between_reserve_and_settle(parts: CoreParts) -> None:

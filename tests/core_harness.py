@@ -4,6 +4,7 @@ server. The Discord side is replaced by `RecordingView`, a plain implementation 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,7 +20,7 @@ from bot.openrouter.client import OpenRouterClient
 from bot.services import Services
 from bot.settings import Settings
 from bot.states import NoticeKind
-from bot.store.conversations import ConversationRepo
+from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment, Turn
 from bot.store.database import Database
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.openrouter.conftest import make_client
@@ -32,6 +33,13 @@ class RecordingView:
     progress: list[str] = field(default_factory=list)
     outcome: AnswerOutcome | None = None
     ids: list[int] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for_pieces(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.content) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
 
     async def begin(self) -> None:
         self.ids = [1001]
@@ -41,6 +49,7 @@ class RecordingView:
 
     def append(self, content: str, reasoning: str) -> None:
         self.content.append(content)
+        self.arrived.set()
 
     async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None:
         (self.progress if kind == NoticeKind.PROGRESS else self.notices).append(text)
@@ -85,3 +94,13 @@ async def parts(tmp_path: Path) -> AsyncIterator[CoreParts]:
     await client.aclose()
     await db.close()
     await fake.close()
+
+
+async def conversation_with_question(parts: CoreParts, text: str = "Hello there", *, model: str = "openai/gpt-4o",
+                                     guild_id: int | None = 1,
+                                     attachments: tuple[StoredAttachment, ...] = ()) -> tuple[Conversation, Turn]:
+    conversation = await parts.core.conversations.start(guild_id=guild_id, channel_id=2, owner_id=3, model=model,
+                                                        title="t")
+    question = await parts.repo.add_user_turn(conversation.id, author_id=3, content=text, message_id=None,
+                                              channel_id=2, attachments=attachments)
+    return conversation, question

@@ -1,0 +1,59 @@
+"""Moderators' changes through the core's `ServerConfig`: each checked, applied, and audited."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bot.server_config import Change, QuotaScope
+from tests.core_harness import CoreParts
+
+GUILD, MOD = 1, 42
+
+
+async def test_allowing_and_removing_models(parts: CoreParts) -> None:
+    config = parts.core.server_config
+    assert (await config.allow_model(GUILD, "bad pattern!", actor=MOD)).change is Change.INVALID
+    assert (await config.allow_model(GUILD, "nobody/*", actor=MOD)).change is Change.UNKNOWN
+    assert (await config.patterns(GUILD)) == (["openai/gpt-4o", "openai/*"], False)  # DEFAULT_MODEL is always in
+    allowed = await config.allow_model(GUILD, "anthropic/*", actor=MOD)
+    assert allowed.change is Change.DONE and allowed.matches == 1
+    assert (await config.allow_model(GUILD, "anthropic/*", actor=MOD)).change is Change.UNCHANGED
+    assert (await config.patterns(GUILD)) == (["anthropic/*", "openai/*", "openai/gpt-4o"], True)  # seeded
+    assert await config.models_matching(GUILD) == 4
+    assert (await config.remove_model(GUILD, "google/*", actor=MOD)).change is Change.UNCHANGED
+    assert not (await config.remove_model(GUILD, "openai/*", actor=MOD)).now_empty
+    assert not (await config.remove_model(GUILD, "anthropic/*", actor=MOD)).now_empty
+    assert (await config.remove_model(GUILD, "openai/gpt-4o", actor=MOD)).now_empty
+    assert (await config.patterns(GUILD)) == (["openai/gpt-4o", "openai/*"], False)  # the operator's again
+    assert [e.action for e in await config.audit(GUILD)] == ["model remove"] * 3 + ["model allow"]
+
+
+async def test_the_default_model_must_exist_and_be_allowed(parts: CoreParts) -> None:
+    config = parts.core.server_config
+    assert (await config.set_default_model(GUILD, "openai/gpt-5-imaginary", actor=MOD)).change is Change.UNKNOWN
+    assert (await config.set_default_model(GUILD, "anthropic/claude-sonnet-4", actor=MOD)).change \
+        is Change.NOT_ALLOWED
+    changed = await config.set_default_model(GUILD, "openai/gpt-3.5-turbo", actor=MOD)
+    assert changed.change is Change.DONE and changed.old == "openai/gpt-4o"
+    assert await parts.core.conversations.default_model(GUILD) == "openai/gpt-3.5-turbo"
+
+
+async def test_quotas_prompt_and_providers_show_in_the_overview(parts: CoreParts) -> None:
+    config = parts.core.server_config
+    before = await config.overview(GUILD)
+    assert before.guild_quota.amount == Decimal(5) and before.guild_quota.operator_default
+    assert before.system_prompt == "Be brief." and before.system_prompt_is_default
+    await config.set_quota(GUILD, QuotaScope.SERVER, Decimal("12.5"), actor=MOD)
+    await config.set_quota(GUILD, QuotaScope.MEMBER, Decimal(0), actor=MOD)
+    await config.set_system_prompt(GUILD, "Answer like a pirate.", actor=MOD)
+    await config.set_providers(GUILD, actor=MOD, sort="throughput", deny_data_collection=True, allow_fallbacks=False)
+    after = await config.overview(GUILD)
+    assert (after.guild_quota.amount, after.guild_quota.operator_default) == (Decimal("12.5"), False)
+    assert after.member_quota.amount == 0 and not after.member_quota.operator_default
+    assert (after.provider_sort, after.deny_data_collection, after.allow_fallbacks) == ("throughput", True, False)
+    assert after.system_prompt == "Answer like a pirate." and not after.system_prompt_is_default
+    await config.set_providers(GUILD, actor=MOD, sort="default")
+    assert (await config.overview(GUILD)).provider_sort is None
+    audit = await config.audit(GUILD)
+    assert audit[-2].action == "quota member" and (audit[-2].old_value, audit[-2].new_value) == (None, "$0.00")
+    assert audit[-1].action == "quota server" and audit[-1].new_value == "$12.50"
