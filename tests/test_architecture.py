@@ -109,6 +109,15 @@ def test_only_the_discord_layer_and_the_runner_import_discord_py() -> None:
     assert not offenders
 
 
+def test_the_discord_layer_uses_services_not_repositories() -> None:
+    """Cogs reach the store and OpenRouter only through the core: record types are fine, a repository,
+    the database, the catalogue or the client are not."""
+    forbidden = ("Repo", "Database", "ModelCatalogue", "OpenRouterClient")
+    offenders = [f"{m}: {name}" for m, tree in modules().items() if layer(m) == 3
+                 for name in imports(tree) if name.startswith(INFRASTRUCTURE) and name.endswith(forbidden)]
+    assert not offenders, offenders
+
+
 def test_no_import_cycles_between_packages() -> None:
     known = modules()
     graph: dict[str, set[str]] = {}
