@@ -105,6 +105,8 @@ class UsageReport:
     guild_quota: Decimal | None
     top_members: list[tuple[int, Decimal]]
     top_models: list[tuple[str, Decimal, int]]
+    over_holds: int = 0  # answers that cost more than was held for them (details only)
+    over_holds_by: Decimal = Decimal(0)
 
 
 class QuotaService:
@@ -183,6 +185,9 @@ class QuotaService:
             reservation_id, to_nusd(actual), source=source if cost is not None else CostSource.RESERVED, model=model,
             guild_quota_nusd=limits.guild_nusd, member_quota_nusd=limits.member_nusd)
         warnings: list[str] = []
+        if settled is not None and settled.amount_nusd > settled.held_nusd:
+            log.warning("an answer cost more than its hold", reservation=reservation_id, source=source,
+                        cost=str(actual), held=str(from_nusd(settled.held_nusd)))
         if settled is not None:
             if settled.warn_guild and limits.guild_quota:
                 warnings.append(f"This server has now used {usd(from_nusd(settled.guild_spent_nusd))} of its "
@@ -204,6 +209,7 @@ class QuotaService:
         guild = await self.spend.totals(gid, month, GUILD_ROW)
         top_members = [(uid, from_nusd(n)) for uid, n in await self.spend.top_members(gid, month)] if details else []
         top_models = [(m, from_nusd(n), r) for m, n, r in await self.spend.top_models(gid, month)] if details else []
+        over, over_by = await self.spend.over_holds(gid, month) if details else (0, 0)
         return UsageReport(f"{month_name(now)} {now.year}", reset_text(now), from_nusd(member.spent_nusd),
                            limits.member_quota, from_nusd(guild.spent_nusd), limits.guild_quota, top_members,
-                           top_models)
+                           top_models, over, from_nusd(over_by))

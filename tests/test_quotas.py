@@ -13,6 +13,7 @@ import pytest
 
 from bot.money import from_nusd, to_nusd
 from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation, month_key, next_reset, reset_text
+from bot.states import CostSource
 from bot.store.database import Database
 from bot.store.guilds import GuildRepo
 from bot.store.spend import SpendRepo
@@ -193,3 +194,19 @@ async def test_usage_report_uses_running_totals(db: Database) -> None:
     plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT spent_nusd FROM spend_totals "
                              "WHERE guild_id = 1 AND month = '2026-11' AND user_id = 7")
     assert "USING INDEX" in " ".join(str(tuple(r)) for r in plan) or "PRIMARY KEY" in str([tuple(r) for r in plan])
+
+
+async def test_a_cost_above_its_hold_is_counted_and_shown_to_moderators(db: Database) -> None:
+    quotas = service(db, Clock(NOV))
+    held = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=1000, images=0,
+                                max_tokens=1000)
+    fine = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=10, images=0,
+                                max_tokens=10)
+    assert isinstance(held, Reservation) and isinstance(fine, Reservation)
+    await quotas.settle(held.id, 1, held.amount + Decimal("0.0021"), source=CostSource.USAGE, model="m/x",
+                        fallback=held.amount)
+    await quotas.settle(fine.id, 1, fine.amount / 2, source=CostSource.USAGE, model="m/x", fallback=fine.amount)
+    report = await quotas.usage(1, 7, details=True)
+    assert (report.over_holds, report.over_holds_by) == (1, Decimal("0.0021"))
+    assert report.guild_spent == held.amount + Decimal("0.0021") + fine.amount / 2  # the extra still counts
+    assert (await quotas.usage(1, 7, details=False)).over_holds == 0  # members do not see it

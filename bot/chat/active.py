@@ -30,6 +30,7 @@ class ActiveAnswers:
         self._idle = asyncio.Event()
         self._idle.set()
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.closing = False  # shutting down: no new answer starts
 
     def lock_for(self, conversation_id: int) -> asyncio.Lock:
         """Held while a conversation answers: the next question waits for its turn."""
@@ -70,7 +71,9 @@ class ActiveAnswers:
         return True
 
     async def shutdown(self, grace: float = 3.0) -> None:
-        """Let answers finish for `grace` seconds, then stop the rest (kept, marked stopped)."""
+        """Let answers finish for `grace` seconds, then stop the rest (kept, marked stopped). Their
+        settlement and record still run, for at most a few more seconds."""
+        self.closing = True
         if self._answers:
             log.info("waiting for answers to finish", count=len(self._answers), grace=grace)
         with contextlib.suppress(TimeoutError):

@@ -23,6 +23,8 @@ from bot.quotas import QuotaRefusal, Reservation
 from bot.store.conversations import Conversation, ConversationRepo, Turn
 
 log = get_logger(__name__)
+RESTARTING = "I am restarting right now, so I did not send this to the model. Your message is kept: ask again " \
+             "in a minute and I will answer."
 
 
 class AnswerPipeline:
@@ -38,6 +40,8 @@ class AnswerPipeline:
     async def answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
         """Answer `question` in `conversation`, one answer at a time per conversation."""
         async with self.active.lock_for(conversation.id):
+            if self.active.closing:
+                return await self._refuse(view, RESTARTING)
             fresh = await self.repo.get(conversation.id) or conversation  # /model may have switched it
             with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=fresh.model):
                 return await self._answer(fresh, question, view)

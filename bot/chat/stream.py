@@ -12,11 +12,15 @@ from dataclasses import dataclass
 
 from bot.chat.active import ActiveAnswer
 from bot.chat.view import AnswerView
+from bot.logs import get_logger
 from bot.openrouter.client import ChatStream, OpenRouterClient, RetryNotice
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ChatRequest, Completion
 from bot.states import NoticeKind, TurnStatus
 from bot.store.conversations import ConversationRepo
+from bot.store.database import STORE_ERRORS
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,5 +72,11 @@ class AnswerStreamer:
                 if loop.time() - saved_at >= self.progress_save_interval:
                     # a crash now still leaves most of the answer in the store
                     saved_at = loop.time()
-                    snapshot = stream.completion
-                    await self.repo.save_progress(turn_id, snapshot.content, snapshot.generation_id)
+                    await self._save_progress(turn_id, stream.completion)
+
+    async def _save_progress(self, turn_id: int, snapshot: Completion) -> None:
+        """Best effort: a database that is locked or full for a moment never ends the stream."""
+        try:
+            await self.repo.save_progress(turn_id, snapshot.content, snapshot.generation_id)
+        except STORE_ERRORS as exc:
+            log.warning("could not save an answer's progress; streaming on", turn=turn_id, error=repr(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from bot.logs import get_logger
 log = get_logger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+# What a statement raises when the database cannot take it right now: locked by another process past
+# the busy timeout, a full disk, an I/O error. Callers that must not lose data retry on these.
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
 
 
 class MigrationError(Exception):

@@ -44,6 +44,7 @@ class Short:
 @dataclass(frozen=True, slots=True)
 class Settled:
     amount_nusd: int
+    held_nusd: int
     guild_spent_nusd: int
     member_spent_nusd: int
     warn_guild: bool  # crossed 80 % of the server's quota just now (first time this month)
@@ -149,7 +150,14 @@ class SpendRepo:
             member = await self._totals(tx, guild_id, month, user_id)
             warn_guild = await self._warn_once(tx, guild_id, month, GUILD_ROW, guild, guild_quota_nusd)
             warn_member = await self._warn_once(tx, guild_id, month, user_id, member, member_quota_nusd)
-            return Settled(actual_nusd, guild.spent_nusd, member.spent_nusd, warn_guild, warn_member)
+            return Settled(actual_nusd, amount, guild.spent_nusd, member.spent_nusd, warn_guild, warn_member)
+
+    async def over_holds(self, guild_id: int, month: str) -> tuple[int, int]:
+        """How many answers this month cost more than their hold, and by how much in all."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*), COALESCE(SUM(settled_nusd - amount_nusd), 0) FROM reservations "
+            "WHERE guild_id = ? AND month = ? AND settled_nusd > amount_nusd", (guild_id, month))
+        return (row[0], row[1]) if row else (0, 0)
 
     async def open_reservations(self) -> list[OpenReservation]:
         rows = await self.db.fetchall(

@@ -41,3 +41,15 @@ async def test_asking_stores_the_question_then_answers_and_deleting_forgets(part
     assert [(t.role, t.status) for t in history] == [("user", "complete"), ("assistant", "complete")]
     assert await conversations.messages_deleted([77]) == 1
     assert await parts.repo.history(conversation.id) == [history[1]]
+
+
+async def test_a_question_during_shutdown_is_kept_and_answered_politely(parts: CoreParts) -> None:
+    conversations = parts.core.conversations
+    conversation = await conversations.start(guild_id=1, channel_id=10, owner_id=3, title="t")
+    await parts.core.shutdown(grace=0.1)
+    view = RecordingView()
+    outcome = await conversations.ask(conversation, author_id=3, content="Still there?", message_id=78,
+                                      channel_id=10, attachments=(), view=view)
+    assert outcome.status == "refused" and "restarting" in (outcome.error_message or "")
+    assert view.outcome is outcome and parts.fake.chat_requests() == []
+    assert [t.content for t in await parts.repo.history(conversation.id)] == ["Still there?"]

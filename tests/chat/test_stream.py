@@ -79,3 +79,22 @@ async def test_a_cancelled_caller_gets_an_interrupted_answer_to_store(parts: Cor
     streamed = await running
     assert streamed.status is TurnStatus.INTERRUPTED and active.cancelled_from_outside
     assert streamed.completion.content
+
+
+async def test_progress_saves_are_best_effort_when_another_process_holds_the_database(parts: CoreParts) -> None:
+    import sqlite3
+
+    parts.fake.tokens_per_second = 100
+    parts.fake.reply_text = "word " * 60
+    parts.core.conversations.pipeline.streamer.progress_save_interval = 0.05
+    plan, active, view = await start(parts)
+    await parts.db.conn.execute("PRAGMA busy_timeout = 20")
+    other = sqlite3.connect(parts.db.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock for the whole stream
+        streamed = await run(parts, plan, active)
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert streamed.status is TurnStatus.COMPLETE and streamed.completion.content == "word " * 60
+    assert "".join(view.content) == streamed.completion.content

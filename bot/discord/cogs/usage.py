@@ -32,6 +32,10 @@ def usage_embed(report: UsageReport, *, in_guild: bool) -> discord.Embed:
     if report.top_models:
         embed.add_field(name="Top models", inline=False, value="\n".join(
             f"`{model}`: {usd(amount)} ({count} answers)" for model, amount, count in report.top_models))
+    if report.over_holds:
+        embed.add_field(name="Above their hold", inline=False, value=(
+            f"{report.over_holds} answer(s) cost {usd(report.over_holds_by)} more than was held for them "
+            "(a dearer provider, or a longer prompt than estimated). The extra still counts against the budget."))
     embed.set_footer(text=f"Limits reset on {report.resets} (UTC).")
     return embed
 
