@@ -55,39 +55,30 @@ TARGET_PEAK_MB = 200.0
 
 def serve_openrouter(tokens: int, tps: float) -> None:
     """Run the fake OpenRouter until SIGTERM; print its base URL, then one JSON line per stream."""
-    from aiohttp import web
+    from tests.fakes import openrouter_server as fake_openrouter
 
-    from tests.fakes.openrouter_server import FakeOpenRouter, _Plan, serve_until_signalled
+    def stream_started(start: fake_openrouter.StreamStart) -> None:
+        # Told right before the response headers are written; the keep-alive comment and the first
+        # content chunk (which has no pacing delay) follow in the same write, so this moment is when
+        # the first token leaves the server (well under 1 ms later).
+        found = PROMPT_TAG.search(json.dumps(start.body.get("messages", [])[-1:]))
+        print(json.dumps({"t": start.at, "conversation": int(found.group(1)) if found else None,
+                          "first_piece": start.first_piece, "words": len(start.text.split()),
+                          "tokens": start.completion_tokens}), flush=True)
 
-    class TimedOpenRouter(FakeOpenRouter):
-        """Reports when each generated stream starts.
-
-        `_register_plan` runs in `_stream` right before the response headers are written; the
-        keep-alive comment and the first content chunk (which has no pacing delay) follow in the same
-        write, so this moment is when the first token leaves the server (well under 1 ms later).
-        """
-
-        def _register_plan(self, request: web.Request, plan: _Plan, body: dict[str, Any], *,
-                           streamed: bool) -> dict[str, Any]:
-            record = super()._register_plan(request, plan, body, streamed=streamed)
-            if streamed:
-                found = PROMPT_TAG.search(json.dumps(body.get("messages", [])[-1:]))
-                print(json.dumps({"t": time.monotonic(), "conversation": int(found.group(1)) if found else None,
-                                  "first_piece": plan.pieces[0], "words": len(plan.text.split()),
-                                  "tokens": plan.completion_tokens}), flush=True)
-            return record
-
-        async def _handle_models(self, request: web.Request) -> web.StreamResponse:
-            print(json.dumps({"models_request": time.monotonic()}), flush=True)
-            return await super()._handle_models(request)
+    def request_received(request: fake_openrouter.Recorded) -> None:
+        if request.path.endswith("/models"):
+            print(json.dumps({"models_request": request.at}), flush=True)
 
     async def serve() -> None:
-        fake = TimedOpenRouter()
+        fake = fake_openrouter.FakeOpenRouter()
         fake.stream_chunks = tokens
         fake.chunk_chars = 4  # the fake counts 4 characters as one token, and paces by that
         fake.tokens_per_second = tps
         fake.record_requests = False
-        await serve_until_signalled(fake)
+        fake.on_stream_start = stream_started
+        fake.on_request = request_received
+        await fake_openrouter.serve_until_signalled(fake)
 
     asyncio.run(serve())
 

@@ -56,7 +56,7 @@ async def ours(url: str) -> int:
 async def plain_httpx(url: str) -> int:
     """The floor: httpx plus a JSON decode of each `data:` line, nothing else."""
     count = 0
-    body = REQUEST.to_body(stream=True)
+    body = REQUEST.to_body()
     async with httpx.AsyncClient() as client, client.stream("POST", url + "/chat/completions", json=body) as r:
         async for line in r.aiter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
@@ -98,10 +98,12 @@ async def peak_memory(url: str) -> int:
     async with OpenRouterClient(api_key="bench", base_url=url) as client:
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
-        completion = await client.stream_chat(REQUEST).collect()
+        async with client.stream_chat(REQUEST) as stream:
+            async for _ in stream:
+                pass
         peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
-    return peak - len(completion.content)
+    return peak - len(stream.completion.content)
 
 
 async def main() -> None:

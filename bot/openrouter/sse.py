@@ -2,19 +2,18 @@
 
 It splits on bytes, never on decoded text, so a UTF-8 character cut in two by a network read is
 joined again before anything decodes it. Comment lines (OpenRouter's `: OPENROUTER PROCESSING`
-keep-alives) are counted, not returned; fields other than `data` are ignored.
+keep-alives) are skipped; fields other than `data` are ignored.
 """
 
 from __future__ import annotations
 
 
 class SSEDecoder:
-    __slots__ = ("_buffer", "_data", "comments")
+    __slots__ = ("_buffer", "_data")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._data: list[bytes] = []
-        self.comments = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The `data` payloads of every event that this chunk completes, in order."""
@@ -34,8 +33,6 @@ class SSEDecoder:
             if line.startswith(b"data:"):
                 value = line[5:]
                 data.append(value[1:] if value.startswith(b" ") else value)
-            elif line.startswith(b":"):
-                self.comments += 1
         return events
 
     def flush(self) -> list[bytes]:

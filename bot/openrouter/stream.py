@@ -1,6 +1,7 @@
-"""Accumulates OpenRouter's streamed chat chunks into a `Completion`, one decoded chunk at a time.
+"""Streamed chat completions: `ChatStream` (what the chat core iterates) and the `StreamAccumulator`
+that turns OpenRouter's chunks into a `Completion`, one decoded chunk at a time.
 
-Handles everything real OpenRouter sends (see tests/fixtures/*.sse): a usage chunk with an empty
+The accumulator handles everything real OpenRouter sends (see tests/fixtures/*.sse): a usage chunk with an empty
 delta, with `choices: []`, or repeating the finish reason; tool-call fragments assembled by index;
 reasoning kept apart from the answer; unknown fields ignored; and a chunk with a top-level `error`,
 which ends the stream with a typed error that keeps what had arrived.
@@ -9,10 +10,19 @@ which ends the stream with a typed error that keeps what had arrived.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from bot.openrouter.errors import InvalidResponse, OpenRouterError, classify
+from bot.logs import get_logger
+from bot.openrouter.errors import InvalidResponse, OpenRouterError, StreamInterrupted, classify
+from bot.openrouter.retry import Retrier
 from bot.openrouter.types import ChatDelta, Completion, ToolCall, Usage
+
+log = get_logger(__name__)
+
+OpenEvents = Callable[[], AbstractAsyncContextManager[AsyncIterator[list[bytes]]]]
+"""Sends the request once; the context yields the SSE `data` payloads, a batch per network read."""
 
 _raw_decode = json.JSONDecoder().raw_decode
 
@@ -54,7 +64,7 @@ class TextBuilder:
 
 
 class StreamAccumulator:
-    __slots__ = ("_content", "_reasoning", "_tools", "completion", "done", "events")
+    __slots__ = ("_content", "_reasoning", "_tools", "completion", "done")
 
     def __init__(self) -> None:
         self.completion = Completion()
@@ -62,7 +72,6 @@ class StreamAccumulator:
         self._reasoning = TextBuilder()
         self._tools: dict[int, list[Any]] = {}
         self.done = False
-        self.events = 0
 
     def feed(self, payload: bytes) -> ChatDelta | None:
         """Take one SSE `data` payload; return the visible delta it carries, if any.
@@ -80,7 +89,6 @@ class StreamAccumulator:
             ) from None
         if type(chunk) is not dict:
             raise InvalidResponse("stream chunk is not a JSON object", partial=self.snapshot())
-        self.events += 1
         completion = self.completion
         if completion.generation_id is None:
             completion.generation_id = chunk.get("id")
@@ -160,39 +168,74 @@ class StreamAccumulator:
         return completion
 
 
-def completion_from_json(body: dict[str, Any], generation_id: str | None = None) -> Completion:
-    """A non-streamed `chat.completion` body as a `Completion`."""
-    if "error" in body and not body.get("choices"):
-        err = body["error"] if isinstance(body["error"], dict) else {"message": str(body["error"])}
-        code = err.get("code")
-        metadata = err.get("metadata")
-        raise classify(code if isinstance(code, int) else None, str(err.get("message")),
-                       metadata if isinstance(metadata, dict) else None)
-    choices = body.get("choices") or []
-    if not choices:
-        raise InvalidResponse("completion has no choices")
-    choice = choices[0]
-    message = choice.get("message") or {}
-    usage = body.get("usage")
-    finish = choice.get("finish_reason")
-    return Completion(
-        generation_id=body.get("id") or generation_id,
-        model=body.get("model"),
-        provider=body.get("provider"),
-        content=message.get("content") or "",
-        reasoning=message.get("reasoning") or "",
-        reasoning_details=list(message.get("reasoning_details") or []),
-        tool_calls=[
-            ToolCall(id=call.get("id", ""), type=call.get("type", "function"),
-                     name=(call.get("function") or {}).get("name", ""),
-                     arguments=(call.get("function") or {}).get("arguments") or "")
-            for call in message.get("tool_calls") or []
-        ],
-        finish_reason=finish,
-        native_finish_reason=choice.get("native_finish_reason") or finish,
-        usage=Usage.from_wire(usage) if usage else None,
-        refusal=message.get("refusal"),
-    )
+class ChatStream:
+    """A streamed chat completion: iterate it for `ChatDelta`s; `completion` is what arrived so far.
 
+    Use it as an async context manager so the connection is released even when the caller stops
+    early (or is cancelled, e.g. by a Stop button). A failed try is retried (as `retrier` allows)
+    only while nothing has reached the caller; each try starts a fresh `StreamAccumulator`.
+    """
 
-__all__ = ["OpenRouterError", "StreamAccumulator", "completion_from_json"]
+    def __init__(self, open_events: OpenEvents, retrier: Retrier) -> None:
+        self._open_events = open_events
+        self._retrier = retrier
+        self._accumulator = StreamAccumulator()
+        self._deltas = self._run()
+
+    @property
+    def completion(self) -> Completion:
+        """What has arrived so far; complete once iteration ended without an error."""
+        return self._accumulator.snapshot()
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatDelta:
+        return await self._deltas.__anext__()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._deltas.aclose()
+
+    async def _run(self) -> AsyncGenerator[ChatDelta, None]:
+        while True:
+            accumulator = self._accumulator = StreamAccumulator()
+            delivered = False
+            try:
+                async with self._open_events() as events:
+                    async for payloads in events:
+                        for payload in payloads:
+                            delta = accumulator.feed(payload)
+                            if delta is not None:
+                                delivered = True
+                                yield delta
+                            if accumulator.done:
+                                break
+                        if accumulator.done:
+                            break
+                self._finish()
+                return
+            except OpenRouterError as exc:
+                if exc.partial is None:
+                    exc.partial = accumulator.snapshot()
+                if delivered:
+                    raise  # never retry once a token has reached the caller
+                await self._retrier.backoff(exc)
+
+    def _finish(self) -> None:
+        """The body has ended: check that the answer did, and log it."""
+        completion = self._accumulator.snapshot()
+        if not self._accumulator.done and completion.finish_reason is None:
+            raise StreamInterrupted("the stream ended before the answer finished", partial=completion)
+        usage = completion.usage
+        log.info(
+            "chat completion finished",
+            generation_id=completion.generation_id, model=completion.model, provider=completion.provider,
+            finish_reason=completion.finish_reason, native_finish_reason=completion.native_finish_reason,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            cost=str(usage.cost) if usage and usage.cost is not None else None,
+            attempts=self._retrier.retries + 1,
+        )

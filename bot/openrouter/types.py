@@ -10,9 +10,6 @@ from typing import Any, Literal
 Message = dict[str, Any]
 """A chat message exactly as OpenRouter takes it: `{"role": ..., "content": str | [parts]}`."""
 
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error"})
-
-
 def text_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
@@ -37,28 +34,15 @@ def to_decimal(value: Any) -> Decimal | None:
 
 @dataclass(slots=True)
 class ProviderPreferences:
-    """OpenRouter's provider routing preferences (`provider` in the request)."""
+    """OpenRouter's provider routing preferences (`provider` in the request): the ones a guild sets."""
 
-    order: list[str] | None = None
     allow_fallbacks: bool | None = None
-    require_parameters: bool | None = None
     data_collection: Literal["allow", "deny"] | None = None
-    only: list[str] | None = None
-    ignore: list[str] | None = None
     sort: Literal["price", "throughput", "latency"] | None = None
-    max_price: dict[str, Decimal] | None = None  # USD per million tokens (prompt, completion, request, image)
-    zdr: bool | None = None
 
     def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {}
-        for name in ("order", "allow_fallbacks", "require_parameters", "data_collection", "only",
-                     "ignore", "sort", "zdr"):
-            value = getattr(self, name)
-            if value is not None:
-                body[name] = value
-        if self.max_price:
-            body["max_price"] = {key: str(value) for key, value in self.max_price.items()}
-        return body
+        return {name: value for name in ("allow_fallbacks", "data_collection", "sort")
+                if (value := getattr(self, name)) is not None}
 
 
 @dataclass(slots=True)
@@ -70,33 +54,29 @@ class ChatRequest:
     models: list[str] | None = None  # fallback list, tried in order after `model`
     provider: ProviderPreferences | None = None
     plugins: list[dict[str, Any]] | None = None
-    reasoning: dict[str, Any] | None = None  # e.g. {"effort": "low"} or {"max_tokens": 2000} or {"exclude": True}
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None  # {"type": "json_object"} or {"type": "json_schema", ...}
     max_tokens: int | None = None
-    temperature: float | None = None
     user: str | None = None  # a stable pseudonymous id of the person asking
     session_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_body(self, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "messages": self.messages, "stream": stream}
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body of a streamed request."""
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages, "stream": True}
         if self.models:
             body["models"] = list(self.models)
         if self.provider is not None:
             prefs = self.provider.to_body()
             if prefs:
                 body["provider"] = prefs
-        for name in ("plugins", "reasoning", "tools", "tool_choice", "response_format", "max_tokens",
-                     "temperature", "user", "session_id"):
+        for name in ("plugins", "tools", "tool_choice", "response_format", "max_tokens", "user", "session_id"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
         # Usage accounting: the cost and token counts arrive in the response (always, nowadays;
         # `usage.include` is how OpenRouter documents asking for it).
         body["usage"] = {"include": True}
-        body.update(self.extra)
         return body
 
 
@@ -155,10 +135,6 @@ class Completion:
     usage: Usage | None = None
     refusal: str | None = None
 
-    @property
-    def cost(self) -> Decimal | None:
-        return self.usage.cost if self.usage else None
-
     def json(self) -> Any:
         """The answer parsed as JSON (for JSON mode / structured outputs)."""
         return json.loads(self.content)
@@ -187,8 +163,6 @@ class ModelInfo:
     input_modalities: tuple[str, ...]
     output_modalities: tuple[str, ...]
     supported_parameters: frozenset[str]
-    description: str = ""
-    canonical_slug: str | None = None
     # The highest prices any of the model's pricing tiers charges (OpenRouter's `pricing.overrides`,
     # e.g. dearer tokens past 200k of prompt): what a worst-case cost estimate must use.
     prompt_price_ceiling: Decimal | None = None
@@ -205,17 +179,6 @@ class ModelInfo:
     @property
     def vision(self) -> bool:
         return "image" in self.input_modalities
-
-    @property
-    def accepts_files(self) -> bool:
-        return "file" in self.input_modalities
-
-    @property
-    def is_free(self) -> bool:
-        return self.prompt_price == 0 and self.completion_price == 0 and self.request_price == 0
-
-    def supports(self, parameter: str) -> bool:
-        return parameter in self.supported_parameters
 
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> ModelInfo:
@@ -244,8 +207,6 @@ class ModelInfo:
             input_modalities=tuple(architecture.get("input_modalities") or ("text",)),
             output_modalities=tuple(architecture.get("output_modalities") or ("text",)),
             supported_parameters=frozenset(raw.get("supported_parameters") or ()),
-            description=str(raw.get("description") or ""),
-            canonical_slug=raw.get("canonical_slug"),
             prompt_price_ceiling=max((price("prompt", t) for t in tiers), default=None),
             completion_price_ceiling=max((price("completion", t) for t in tiers), default=None),
         )

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from bot.openrouter.client import OpenRouterClient, Timeouts
+from bot.openrouter.client import ChatStream, OpenRouterClient, Timeouts
 from bot.openrouter.retry import RetryPolicy
+from bot.openrouter.types import Completion
 from tests.conftest import FIXTURES
 from tests.fakes.openrouter_server import FakeOpenRouter
 
@@ -50,3 +51,11 @@ def make_client(fake: FakeOpenRouter, **timeouts: float) -> OpenRouterClient:
 async def client(fake: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
     async with make_client(fake) as c:
         yield c
+
+
+async def collect(stream: ChatStream) -> Completion:
+    """Read a stream to its end; its final completion."""
+    async with stream:
+        async for _ in stream:
+            pass
+    return stream.completion

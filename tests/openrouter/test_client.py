@@ -10,10 +10,11 @@ import pytest
 
 from bot.openrouter import errors as e
 from bot.openrouter.client import OpenRouterClient, RetryNotice
+from bot.openrouter.retry import RetryPolicy
 from bot.openrouter.types import ChatRequest, ProviderPreferences, image_part, text_part
 from tests.conftest import FIXTURES, fixture_bytes
 from tests.fakes.openrouter_server import DropConnection, FakeOpenRouter, JSONReply, SSEReply
-from tests.openrouter.conftest import API_KEY, assert_valid_chat_request, make_client
+from tests.openrouter.conftest import API_KEY, assert_valid_chat_request, collect, make_client
 from tests.openrouter.test_stream import replay
 
 SSE_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.sse"))
@@ -35,18 +36,17 @@ async def test_every_recording_streams_to_the_same_result(fake: FakeOpenRouter, 
     except e.OpenRouterError as exc:
         expected, expected_error = exc.partial, exc
     if expected_error is None:
-        got = await stream.collect()
+        got = await collect(stream)
         assert got == expected
     elif expected_error.retryable:
         # an error chunk before any token: retried (here the server's default stream answers)
-        got = await stream.collect()
+        got = await collect(stream)
         assert got.content == "Echo: Hi" and len(fake.chat_requests()) == 2
         return
     else:
         with pytest.raises(type(expected_error)) as caught:
-            await stream.collect()
+            await collect(stream)
         assert caught.value.partial == expected
-    assert stream.keepalives == fixture_bytes(name).count(b": OPENROUTER")
 
 
 async def test_request_headers_and_body_match_openrouter_spec(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
@@ -57,36 +57,32 @@ async def test_request_headers_and_body_match_openrouter_spec(fake: FakeOpenRout
             {"role": "user", "content": [text_part("What is this?"), image_part("data:image/png;base64,iVBORw0KGgo=")]},
         ],
         models=["anthropic/claude-haiku-4.5", "openai/gpt-4o-mini"],
-        provider=ProviderPreferences(order=["anthropic", "openai"], allow_fallbacks=True, require_parameters=True,
-                                     data_collection="deny", only=["anthropic", "openai"], ignore=["deepinfra"],
-                                     sort="price", max_price={"prompt": Decimal("1"), "completion": Decimal("2")}),
+        provider=ProviderPreferences(allow_fallbacks=True, data_collection="deny", sort="price"),
         plugins=[{"id": "web", "max_results": 3}],
-        reasoning={"effort": "low"},
         tools=[{"type": "function", "function": {"name": "weather", "description": "Weather",
                                                  "parameters": {"type": "object", "properties": {}}}}],
         tool_choice="auto",
         response_format={"type": "json_object"},
         max_tokens=300,
-        temperature=0.4,
         user="discord-user-hash",
+        session_id="conversation-1",
     )
-    await client.stream_chat(request).collect()
-    await client.chat(request)
-    for recorded in fake.chat_requests():
-        headers = recorded.headers
-        assert headers["authorization"] == f"Bearer {API_KEY}"
-        assert headers["http-referer"] == "https://example.test/bot"
-        assert headers["x-openrouter-title"] == headers["x-title"] == "Test Bot"
-        assert headers["content-type"] == "application/json"
-        body = recorded.json()
-        assert_valid_chat_request(body)
-        assert body["provider"]["max_price"] == {"prompt": "1", "completion": "2"}
-        assert body["models"] == ["anthropic/claude-haiku-4.5", "openai/gpt-4o-mini"]
-    assert [r.json()["stream"] for r in fake.chat_requests()] == [True, False]
+    await collect(client.stream_chat(request))
+    [recorded] = fake.chat_requests()
+    headers = recorded.headers
+    assert headers["authorization"] == f"Bearer {API_KEY}"
+    assert headers["http-referer"] == "https://example.test/bot"
+    assert headers["x-openrouter-title"] == headers["x-title"] == "Test Bot"
+    assert headers["content-type"] == "application/json"
+    body = recorded.json()
+    assert_valid_chat_request(body)
+    assert body["provider"] == {"allow_fallbacks": True, "data_collection": "deny", "sort": "price"}
+    assert body["models"] == ["anthropic/claude-haiku-4.5", "openai/gpt-4o-mini"]
+    assert body["stream"] is True
     json_schema = ChatRequest(model="m/x", messages=[{"role": "user", "content": "x"}], response_format={
         "type": "json_schema", "json_schema": {"name": "answer", "strict": True,
                                                "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}})
-    assert_valid_chat_request(json_schema.to_body(stream=True))
+    assert_valid_chat_request(json_schema.to_body())
 
 
 async def test_429_then_200_is_retried_honouring_retry_after(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
@@ -97,7 +93,7 @@ async def test_429_then_200_is_retried_honouring_retry_after(fake: FakeOpenRoute
         notices.append(notice)
 
     started = time.monotonic()
-    completion = await client.stream_chat(simple(), on_retry=on_retry).collect()
+    completion = await collect(client.stream_chat(simple(), on_retry=on_retry))
     assert time.monotonic() - started >= 0.3
     assert completion.content == "Echo: Hi"
     assert len(fake.chat_requests()) == 2
@@ -106,11 +102,11 @@ async def test_429_then_200_is_retried_honouring_retry_after(fake: FakeOpenRoute
     assert "Google" in notice.error.user_message
 
 
-async def test_503_with_retry_after_then_ok_non_streaming(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
-    fake.script("chat", JSONReply(503, {"error": {"code": 503, "message": "No provider"}}, {"Retry-After": "0"}))
-    completion = await client.chat(simple())
-    assert completion.content == "Echo: Hi"
-    assert len(fake.chat_requests()) == 2
+async def test_503_on_a_plain_request_is_retried(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
+    fake.script("key", JSONReply(503, {"error": {"code": 503, "message": "No provider"}}, {"Retry-After": "0"}))
+    key = await client.get_key()
+    assert key.usage == Decimal("25.5")
+    assert len([r for r in fake.requests if r.path.endswith("/key")]) == 2
 
 
 @pytest.mark.parametrize(("status", "fixture", "kind"), [
@@ -123,14 +119,14 @@ async def test_client_errors_are_never_retried(fake: FakeOpenRouter, client: Ope
                                                fixture: str, kind: type[e.OpenRouterError]) -> None:
     fake.script("chat", JSONReply(status, fixture_bytes(fixture)))
     with pytest.raises(kind):
-        await client.stream_chat(simple()).collect()
+        await collect(client.stream_chat(simple()))
     assert len(fake.chat_requests()) == 1
 
 
 async def test_attempt_cap(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
     fake.script("chat", *[JSONReply(502, b"<html>Bad gateway</html>")] * 5)
     with pytest.raises(e.ProviderUnavailable):
-        await client.stream_chat(simple()).collect()
+        await collect(client.stream_chat(simple()))
     assert len(fake.chat_requests()) == 4  # the first try and three retries
 
 
@@ -138,7 +134,7 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(fake: FakeOpenRout
     fake.script("chat", JSONReply(429, {"error": {"code": 429, "message": "slow down"}}, {"Retry-After": "120"}))
     started = time.monotonic()
     with pytest.raises(e.RateLimited) as caught:
-        await client.stream_chat(simple()).collect()
+        await collect(client.stream_chat(simple()))
     assert time.monotonic() - started < 1
     assert caught.value.retry_after == 120
     assert "Try again in 120 s" in caught.value.user_message
@@ -146,7 +142,7 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(fake: FakeOpenRout
 
 async def test_connection_dropped_before_any_token_is_retried(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
     fake.script("chat", DropConnection(), SSEReply(fixture="stream-basic.sse", drop_after=2))
-    completion = await client.stream_chat(simple()).collect()
+    completion = await collect(client.stream_chat(simple()))
     assert completion.content == "Echo: Hi"  # third request: the generated default stream
     assert len(fake.chat_requests()) == 3
 
@@ -166,7 +162,7 @@ async def test_connection_dropped_after_a_token_is_not_retried(fake: FakeOpenRou
 async def test_slow_stream_kept_alive_by_comments(fake: FakeOpenRouter) -> None:
     fake.script("chat", SSEReply(fixture="stream-basic.sse", interval=0.25, keepalive_every=0.05))
     async with make_client(fake, idle=0.15) as client:
-        completion = await client.stream_chat(simple()).collect()
+        completion = await collect(client.stream_chat(simple()))
     assert completion.content == "Pebbles and Skipper."
 
 
@@ -174,7 +170,7 @@ async def test_idle_timeout_keeps_the_partial_answer(fake: FakeOpenRouter) -> No
     fake.script("chat", SSEReply(fixture="stream-basic.sse", interval=0.6))
     async with make_client(fake, idle=0.3) as client:
         with pytest.raises(e.RequestTimeout, match="no data from OpenRouter") as caught:
-            await client.stream_chat(simple()).collect()
+            await collect(client.stream_chat(simple()))
     assert caught.value.partial is not None
     assert len(fake.chat_requests()) == 1
 
@@ -184,7 +180,7 @@ async def test_first_byte_timeout(fake: FakeOpenRouter) -> None:
     async with make_client(fake, first_byte=0.2) as client:
         started = time.monotonic()
         with pytest.raises(e.RequestTimeout, match=r"within 0\.2 s"):
-            await client.stream_chat(simple()).collect()
+            await collect(client.stream_chat(simple()))
         assert time.monotonic() - started < 0.8
 
 
@@ -192,14 +188,14 @@ async def test_malformed_line_is_a_typed_error_with_partial(fake: FakeOpenRouter
     good = b'data: {"id":"gen-x","model":"m/x","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
     fake.script("chat", SSEReply(events=[good, b"data: {not json\n\n", b"data: [DONE]\n\n"]))
     with pytest.raises(e.InvalidResponse) as caught:
-        await client.stream_chat(simple()).collect()
+        await collect(client.stream_chat(simple()))
     assert caught.value.partial is not None and caught.value.partial.content == "Hel"
 
 
 async def test_error_chunk_mid_stream(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
     fake.script("chat", SSEReply(fixture="stream-midstream-error.sse"))
     with pytest.raises(e.BadRequest, match="Token limit reached") as caught:
-        await client.stream_chat(simple()).collect()
+        await collect(client.stream_chat(simple()))
     assert caught.value.partial is not None and caught.value.partial.reasoning
     assert len(fake.chat_requests()) == 1
 
@@ -208,7 +204,7 @@ async def test_body_that_ends_without_finishing_is_interrupted(fake: FakeOpenRou
     first = b'data: {"id":"gen-y","choices":[{"index":0,"delta":{"content":"partial"}}]}\n\n'
     fake.script("chat", SSEReply(events=[first]))
     with pytest.raises(e.StreamInterrupted) as caught:
-        await client.stream_chat(simple()).collect()
+        await collect(client.stream_chat(simple()))
     assert caught.value.partial is not None and caught.value.partial.content == "partial"
 
 
@@ -232,17 +228,19 @@ async def test_cancelling_the_consumer_releases_the_stream(fake: FakeOpenRouter,
     # the pool is usable afterwards
     fake.tokens_per_second = None
     fake.reply_text = "ok"
-    assert (await client.chat(simple())).content == "ok"
+    assert (await collect(client.stream_chat(simple()))).content == "ok"
 
 
-async def test_nonstream_padded_body_and_non_json_error(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
-    fake.script("chat", JSONReply(200, fixture_bytes("chat-completion-nonstream.json")),
-                JSONReply(400, b"   \n<html>oops</html>"))
-    completion = await client.chat(simple())
-    assert completion.content == "2 + 2 = 4" and completion.usage is not None
-    assert completion.usage.cost == Decimal("0.000081")
+async def test_padded_json_body_and_non_json_error(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
+    recorded = fixture_bytes("chat-completion-nonstream.json")
+    padding = recorded[: len(recorded) - len(recorded.lstrip())]  # what OpenRouter sends while it waits
+    assert padding
+    padded = padding + fixture_bytes("key-sample-docs.json")
+    fake.script("key", JSONReply(200, padded))
+    assert (await client.get_key()).limit == Decimal("100")
+    fake.script("chat", JSONReply(400, b"   \n<html>oops</html>"))
     with pytest.raises(e.BadRequest, match="oops"):
-        await client.chat(simple())
+        await collect(client.stream_chat(simple()))
 
 
 async def test_models_key_and_generation(fake: FakeOpenRouter, client: OpenRouterClient) -> None:
@@ -250,14 +248,14 @@ async def test_models_key_and_generation(fake: FakeOpenRouter, client: OpenRoute
     sonnet = models["anthropic/claude-sonnet-4"]
     assert sonnet.prompt_price == Decimal("0.000003") and sonnet.completion_price == Decimal("0.000015")
     assert sonnet.context_length == 1000000 and sonnet.max_completion_tokens == 64000
-    assert sonnet.vision and sonnet.supports("tools")
+    assert sonnet.vision and "tools" in sonnet.supported_parameters
     assert not models["openai/gpt-3.5-turbo"].vision
 
     key = await client.get_key()
     assert key.limit == Decimal("100") and key.limit_remaining == Decimal("74.5") and key.usage == Decimal("25.5")
 
     fake.generation_404_first = 2
-    completion = await client.stream_chat(simple()).collect()
+    completion = await collect(client.stream_chat(simple()))
     assert completion.generation_id
     stats = await client.get_generation(completion.generation_id, delay=0.01)
     assert stats.id == completion.generation_id
@@ -272,8 +270,8 @@ async def test_models_key_and_generation(fake: FakeOpenRouter, client: OpenRoute
 async def test_connection_refused_is_typed(fake: FakeOpenRouter) -> None:
     url = fake.base_url
     await fake.close()
-    async with OpenRouterClient(api_key="k", base_url=url) as client:
-        client.retry = client.retry.__class__(max_retries=1, base_delay=0.01, budget=1)
+    async with OpenRouterClient(api_key="k", base_url=url,
+                                retry=RetryPolicy(max_retries=1, base_delay=0.01, budget=1)) as client:
         with pytest.raises(e.ConnectionFailed) as caught:
-            await client.stream_chat(simple()).collect()
+            await collect(client.stream_chat(simple()))
     assert "Could not reach OpenRouter" in caught.value.user_message

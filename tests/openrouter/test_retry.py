@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import random
+import time
 
-from bot.openrouter.retry import RetryPolicy
+import pytest
+
+from bot.openrouter import errors as e
+from bot.openrouter.retry import Retrier, RetryNotice, RetryPolicy, call_with_retries
 
 
 def test_exponential_backoff_with_equal_jitter_and_cap() -> None:
@@ -28,3 +32,58 @@ def test_attempt_and_time_caps() -> None:
     assert not policy.should_retry(1, 11.0, 0.0)
     assert not policy.should_retry(1, 1.0, 9.5)
 
+
+
+def test_the_policy_schedule_retries_only_transient_errors_within_the_caps() -> None:
+    policy = RetryPolicy(max_retries=2, base_delay=0.5, max_delay=4.0, budget=10.0)
+    assert policy.next_delay(1, e.BadRequest("no"), 0.0) is None
+    assert policy.next_delay(1, e.AuthenticationFailed("no"), 0.0) is None
+    delay = policy.next_delay(1, e.ProviderUnavailable("down"), 0.0)
+    assert delay is not None and 0.25 <= delay <= 0.5
+    assert policy.next_delay(3, e.ProviderUnavailable("down"), 0.0) is None  # past max_retries
+    waited = policy.next_delay(1, e.RateLimited("slow", retry_after=3.0), 0.0)
+    assert waited is not None and 3.0 <= waited <= 3.5  # the server's Retry-After
+    assert policy.next_delay(1, e.RateLimited("slow", retry_after=30.0), 0.0) is None  # beyond the budget
+
+
+async def test_call_with_retries_tells_each_retry_then_gives_up_with_the_last_error() -> None:
+    errors = [e.ProviderUnavailable("one"), e.ConnectionFailed("two"), e.ProviderUnavailable("three")]
+    notices: list[RetryNotice] = []
+
+    async def call() -> str:
+        raise errors[len(notices)]
+
+    async def on_retry(notice: RetryNotice) -> None:
+        notices.append(notice)
+
+    def schedule(attempt: int, error: e.OpenRouterError, elapsed: float) -> float | None:
+        return 0.0 if attempt <= 2 else None
+
+    with pytest.raises(e.ProviderUnavailable, match="three"):
+        await call_with_retries(call, schedule, on_retry)
+    assert [(n.attempt, n.delay, n.error) for n in notices] == [(1, 0.0, errors[0]), (2, 0.0, errors[1])]
+
+
+async def test_a_failing_retry_callback_does_not_stop_the_retry() -> None:
+    calls = 0
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise e.RequestTimeout("408")
+        return "ok"
+
+    async def on_retry(notice: RetryNotice) -> None:
+        raise RuntimeError("Discord is down")
+
+    assert await call_with_retries(call, RetryPolicy(base_delay=0.01).next_delay, on_retry) == "ok"
+    assert calls == 2
+
+
+async def test_retrier_counts_and_waits() -> None:
+    retrier = Retrier(lambda attempt, error, elapsed: 0.05 * attempt)
+    started = time.monotonic()
+    await retrier.backoff(e.StreamInterrupted("cut"))
+    await retrier.backoff(e.StreamInterrupted("cut"))
+    assert retrier.retries == 2 and time.monotonic() - started >= 0.15

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import pytest
 
 from bot.openrouter.errors import BadRequest, InvalidResponse, RateLimited
 from bot.openrouter.sse import SSEDecoder
-from bot.openrouter.stream import StreamAccumulator, completion_from_json
-from bot.openrouter.types import ChatDelta, Completion
-from tests.conftest import fixture_bytes, fixture_json
+from bot.openrouter.stream import StreamAccumulator
+from bot.openrouter.types import ChatDelta
+from tests.conftest import fixture_bytes
 
 
 def replay(name: str) -> tuple[StreamAccumulator, list[ChatDelta]]:
@@ -124,18 +123,3 @@ def test_unknown_fields_are_ignored_and_malformed_chunks_are_typed() -> None:
     assert caught.value.partial is not None and caught.value.partial.content == "hi"
     with pytest.raises(InvalidResponse):
         acc.feed(b"[1, 2]")
-
-
-def test_nonstreamed_completion_body() -> None:
-    raw = fixture_bytes("chat-completion-nonstream.json")
-    assert raw[:1].isspace()  # OpenRouter pads while it waits
-    c = completion_from_json(json.loads(raw))
-    assert isinstance(c, Completion)
-    assert c.content == "2 + 2 = 4"
-    assert (c.finish_reason, c.native_finish_reason) == ("stop", "end_turn")
-    assert c.usage is not None and c.usage.cost == Decimal("0.000081")
-
-
-def test_nonstreamed_body_that_is_an_error() -> None:
-    with pytest.raises(BadRequest):
-        completion_from_json(fixture_json("error-400-context-length.json") | {"error": {"code": 400, "message": "x"}})

@@ -33,9 +33,9 @@ def test_models_catalogue_prices_are_exact() -> None:
     assert mini.prompt_price == Decimal("0.0000004") and mini.completion_price == Decimal("0.0000016")
     assert mini.request_price == 0 and mini.image_price == 0  # zero prices are absent in 2026 recordings
     assert mini.context_length == 1047576 and mini.max_completion_tokens == 32768
-    assert mini.vision and mini.accepts_files and mini.supports("response_format")
+    assert mini.vision and "file" in mini.input_modalities and "response_format" in mini.supported_parameters
     turbo = by_id["openai/gpt-3.5-turbo"]
-    assert turbo.input_modalities == ("text",) and not turbo.vision and not turbo.is_free
+    assert turbo.input_modalities == ("text",) and not turbo.vision and turbo.prompt_price > 0
 
 
 def test_pricing_tiers_raise_the_worst_case_but_not_the_shown_price() -> None:
@@ -84,6 +84,6 @@ def test_cost_floats_become_their_exact_decimal_text() -> None:
 
 def test_request_body_omits_what_is_unset() -> None:
     body = ChatRequest(model="m/x", messages=[{"role": "user", "content": "hi"}],
-                       provider=ProviderPreferences()).to_body(stream=True)
+                       provider=ProviderPreferences()).to_body()
     assert body == {"model": "m/x", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                     "usage": {"include": True}}
