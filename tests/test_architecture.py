@@ -141,12 +141,7 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
 
 
-PENDING_SPLIT = {"openrouter/client.py", "openrouter/stream.py"}  # being split with the client's retry rework
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True))
-                                  if str(p.relative_to(BOT)) in PENDING_SPLIT else p
-                                  for p in sorted(BOT.rglob("*.py"))], ids=lambda p: str(p.relative_to(BOT)))
+@pytest.mark.parametrize("path", sorted(BOT.rglob("*.py")), ids=lambda p: str(p.relative_to(BOT)))
 def test_no_long_functions(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     long = [f"{node.name}: {node.end_lineno - node.lineno + 1} lines" for node in ast.walk(tree)

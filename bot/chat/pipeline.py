@@ -7,6 +7,9 @@ orders them and makes sure a hold never stays open, whatever ends the answer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 import structlog
 
@@ -21,21 +24,25 @@ from bot.logs import get_logger
 from bot.policy import Refusal
 from bot.quotas import QuotaRefusal, Reservation
 from bot.store.conversations import Conversation, ConversationRepo, Turn
+from bot.store.database import STORE_ERRORS, Durability
 
 log = get_logger(__name__)
+T = TypeVar("T")
 RESTARTING = "I am restarting right now, so I did not send this to the model. Your message is kept: ask again " \
              "in a minute and I will answer."
 
 
 class AnswerPipeline:
     def __init__(self, *, repo: ConversationRepo, planner: AnswerPlanner, holds: BudgetHolds,
-                 streamer: AnswerStreamer, settler: CostSettler, active: ActiveAnswers) -> None:
+                 streamer: AnswerStreamer, settler: CostSettler, active: ActiveAnswers,
+                 durability: Durability | None = None) -> None:
         self.repo = repo
         self.planner = planner
         self.holds = holds
         self.streamer = streamer
         self.settler = settler
         self.active = active
+        self.durability = durability or Durability()
 
     async def answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
         """Answer `question` in `conversation`, one answer at a time per conversation."""
@@ -76,18 +83,22 @@ class AnswerPipeline:
 
     async def _stream_and_record(self, plan: AnswerPlan, reservation: Reservation,
                                  active: ActiveAnswer) -> AnswerOutcome:
-        """Stream, settle the cost, store the answer, then show its final form."""
+        """Stream, settle the cost, store the answer, then show its final form. The settlement and the
+        record are retried until they land; the view is finished whatever the store says."""
         view = active.view
         try:
             streamed = await self.streamer.run(plan.request(reservation.max_tokens), view, active)
             cost, source = await self.settler.cost_of(streamed.completion, plan.model,
                                                       prompt_tokens=plan.context.prompt_tokens, images=plan.images)
         except BaseException:
-            await self.holds.release(reservation, may_have_run=True)
+            await self._land("release a hold", partial(self.holds.release, reservation, may_have_run=True))
             raise
-        for warning in await self.settler.settle(reservation, cost, source, streamed.completion.model):
+        model = streamed.completion.model
+        for warning in await self._land("settle an answer", partial(
+                self.settler.settle, reservation, cost, source, model)) or []:
             await view.notice(warning)
-        await self.repo.finish_answer(active.turn_id, answer_record(streamed, cost))
+        await self._land("record an answer", partial(self.repo.finish_answer, active.turn_id,
+                                                     answer_record(streamed, cost)))
         outcome = answer_outcome(streamed, cost, source, planned_model=plan.request_plan.model,
                                  stopped_by=active.stopped_by, turn_id=active.turn_id)
         log.info("answer finished", turn=active.turn_id, status=outcome.status, model=outcome.model,
@@ -95,8 +106,18 @@ class AnswerPipeline:
         try:
             await view.finish(outcome)
         finally:
-            await self.repo.set_answer_messages(active.turn_id, view.message_ids())
+            await self._land("record an answer's messages", partial(self.repo.set_answer_messages, active.turn_id,
+                                                                    view.message_ids()))
         return outcome
+
+    async def _land(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
+        """A write that must not be lost: retried while the database is locked or full. Past the
+        retry budget it is left to the next start (the answer's saved progress, its open hold)."""
+        try:
+            return await asyncio.shield(self.durability.write(what, write))
+        except STORE_ERRORS as exc:
+            log.error(f"could not {what}; the next start finishes it", error=repr(exc))
+            return None
 
     @staticmethod
     async def _refuse(view: AnswerView, message: str) -> AnswerOutcome:

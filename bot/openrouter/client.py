@@ -32,7 +32,7 @@ from bot.openrouter.errors import (
     classify,
     parse_error_body,
 )
-from bot.openrouter.retry import OnRetry, Retrier, RetryNotice, RetryPolicy, call_with_retries
+from bot.openrouter.retry import OnRetry, RetryNotice, RetryPolicy, call_with_retries, openrouter_retrier
 from bot.openrouter.sse import SSEDecoder
 from bot.openrouter.stream import ChatStream
 from bot.openrouter.types import ChatRequest, GenerationStats, KeyInfo, ModelInfo
@@ -90,7 +90,7 @@ class OpenRouterClient:
         """The answer to `request`, streamed; nothing is sent until the stream is iterated."""
         body = json.dumps(request.to_body()).encode()
         return ChatStream(partial(self._sse_events, "/chat/completions", body),
-                          Retrier(self._retry.next_delay, on_retry))
+                          openrouter_retrier(self._retry.next_delay, on_retry))
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self._get_json("/models")

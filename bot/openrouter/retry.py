@@ -1,40 +1,27 @@
-"""When to try an OpenRouter request again, and the one helper every retry goes through.
+"""When to try an OpenRouter request again.
 
-A *schedule* says, for each failure, how long to wait before the next try, or that it is time to give
-up. `RetryPolicy.next_delay` is the schedule of ordinary requests: transient errors only (the error
-classes say which, with `OpenRouterError.retryable`), exponential backoff with jitter, the server's
-`Retry-After` honoured, a cap on retries and on the total time. `Retrier` runs a schedule: it counts
-the failures of one request, tells the caller before each retry, and sleeps.
+`RetryPolicy.next_delay` is the schedule (see `bot.retry`) of ordinary requests: transient errors
+only (the error classes say which, with `OpenRouterError.retryable`), exponential backoff with jitter,
+the server's `Retry-After` honoured, a cap on retries and on the total time. The retrying itself is
+`bot.retry`'s, shared with every other retry in the bot.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.logs import get_logger
 from bot.openrouter.errors import OpenRouterError, RateLimited
+from bot.retry import Retrier
+from bot.retry import RetryNotice as GenericNotice
+from bot.retry import call_with_retries as retrying
 
-log = get_logger(__name__)
 T = TypeVar("T")
 
 Schedule = Callable[[int, OpenRouterError, float], float | None]
-"""(retry number from 1, the error, seconds since the first try) -> seconds to wait, or None: give up."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryNotice:
-    """Told to the caller before each retry, so a person can see why the answer is late."""
-
-    attempt: int  # the retry about to happen, from 1
-    delay: float
-    error: OpenRouterError
-
-
+RetryNotice = GenericNotice[OpenRouterError]
 OnRetry = Callable[[RetryNotice], Awaitable[None]]
 
 
@@ -70,50 +57,14 @@ class RetryPolicy:
         return delay if self.should_retry(attempt, delay, elapsed) else None
 
 
-class Retrier:
-    """The failures of one request, counted against a schedule.
-
-    Use::
-
-        retrier = Retrier(policy.next_delay, on_retry)
-        while True:
-            try:
-                return await try_once()
-            except OpenRouterError as exc:
-                await retrier.backoff(exc)  # waits, or re-raises `exc` when the schedule gives up
-    """
-
-    def __init__(self, schedule: Schedule, on_retry: OnRetry | None = None) -> None:
-        self.retries = 0
-        self._schedule = schedule
-        self._on_retry = on_retry
-        self._started = time.monotonic()
-
-    async def backoff(self, error: OpenRouterError) -> None:
-        """Wait before the next try; re-raise `error` when the schedule says to give up."""
-        delay = self._schedule(self.retries + 1, error, time.monotonic() - self._started)
-        if delay is None:
-            raise error
-        self.retries += 1
-        notice = RetryNotice(self.retries, delay, error)
-        # A retry of a non-transient error is a poll the schedule expects (e.g. /generation's 404).
-        report = log.warning if error.retryable else log.info
-        report("retrying OpenRouter request", attempt=notice.attempt, delay=round(delay, 3), error=error.kind,
-               status=error.status)
-        if self._on_retry is not None:
-            try:
-                await self._on_retry(notice)
-            except Exception:
-                log.exception("retry callback failed")
-        await asyncio.sleep(delay)
+def openrouter_retrier(schedule: Schedule, on_retry: OnRetry | None = None) -> Retrier[OpenRouterError]:
+    """A retrier for one OpenRouter request. A retry of an error that is not transient is a poll the
+    schedule expects (e.g. /generation's 404), logged quietly."""
+    return Retrier(schedule, on_retry, what="OpenRouter request", quiet=lambda e: not e.retryable)
 
 
 async def call_with_retries(call: Callable[[], Awaitable[T]], schedule: Schedule,
                             on_retry: OnRetry | None = None) -> T:
     """`await call()` until it succeeds or `schedule` gives up (then its last error is raised)."""
-    retrier = Retrier(schedule, on_retry)
-    while True:
-        try:
-            return await call()
-        except OpenRouterError as exc:
-            await retrier.backoff(exc)
+    return await retrying(call, schedule, retry_on=OpenRouterError, on_retry=on_retry, what="OpenRouter request",
+                          quiet=lambda e: not e.retryable)

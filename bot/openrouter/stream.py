@@ -16,8 +16,8 @@ from typing import Any
 
 from bot.logs import get_logger
 from bot.openrouter.errors import InvalidResponse, OpenRouterError, StreamInterrupted, classify
-from bot.openrouter.retry import Retrier
 from bot.openrouter.types import ChatDelta, Completion, ToolCall, Usage
+from bot.retry import Retrier
 
 log = get_logger(__name__)
 
@@ -176,7 +176,7 @@ class ChatStream:
     only while nothing has reached the caller; each try starts a fresh `StreamAccumulator`.
     """
 
-    def __init__(self, open_events: OpenEvents, retrier: Retrier) -> None:
+    def __init__(self, open_events: OpenEvents, retrier: Retrier[OpenRouterError]) -> None:
         self._open_events = open_events
         self._retrier = retrier
         self._accumulator = StreamAccumulator()

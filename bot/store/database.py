@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from bot.logs import get_logger
+from bot.retry import call_with_retries
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -30,6 +32,24 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # What a statement raises when the database cannot take it right now: locked by another process past
 # the busy timeout, a full disk, an I/O error. Callers that must not lose data retry on these.
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """How long a write that must land (a settlement, an answer's record) is retried when the
+    database cannot take it: backoff from `first_delay` doubling to `max_delay`, for `budget` seconds."""
+
+    budget: float = 30.0
+    first_delay: float = 0.05
+    max_delay: float = 2.0
+
+    def schedule(self, attempt: int, error: Exception, elapsed: float) -> float | None:
+        delay = min(self.max_delay, self.first_delay * 2 ** (attempt - 1))
+        return delay if elapsed + delay <= self.budget else None
+
+    async def write(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """`await operation()` until it lands; past the budget its last error is raised."""
+        return await call_with_retries(operation, self.schedule, retry_on=STORE_ERRORS, what=what)
 
 
 class MigrationError(Exception):

@@ -73,3 +73,33 @@ async def test_a_refused_request_holds_nothing(parts: CoreParts) -> None:
     assert await settled(parts) == [] and parts.fake.chat_requests() == []
 
 
+
+
+async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(
+        parts: CoreParts) -> None:
+    """Another process holds SQLite's write lock past the busy timeout while the answer ends: the
+    view is finished, and the settlement and the record land once the lock is released."""
+    import asyncio
+    import sqlite3
+
+    parts.fake.tokens_per_second = 50
+    parts.fake.reply_text = "word " * 20
+    await parts.db.conn.execute("PRAGMA busy_timeout = 20")
+    conversations = parts.core.conversations
+    conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o", title="t")
+    view = RecordingView()
+    asking = asyncio.create_task(conversations.ask(conv, author_id=3, content="Hi", message_id=None, channel_id=2,
+                                                   attachments=(), view=view))
+    await view.wait_for_pieces(1)
+    other = sqlite3.connect(parts.db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(1.5, other.execute, "ROLLBACK")
+    try:
+        outcome = await asyncio.wait_for(asking, 20)
+    finally:
+        other.close()
+    assert outcome.status == "complete" and view.outcome is outcome and outcome.content == "word " * 20
+    [(amount, actual, source, turn_id)] = await settled(parts)
+    assert source == "usage" and actual == to_nusd(outcome.cost) <= amount  # type: ignore[arg-type]
+    row = await parts.db.fetchone("SELECT status, content FROM turns WHERE id = ?", (turn_id,))
+    assert tuple(row) == ("complete", "word " * 20)

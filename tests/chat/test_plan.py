@@ -48,7 +48,7 @@ async def test_a_plan_carries_the_request_but_its_max_tokens(parts: CoreParts) -
     plan = await parts.core.conversations.pipeline.planner.plan(conversation, question)
     assert isinstance(plan, AnswerPlan)
     assert plan.model is not None and plan.model.id == "openai/gpt-4o" and plan.max_tokens == 500
-    body = plan.request(123).to_body(stream=True)
+    body = plan.request(123).to_body()
     assert body["max_tokens"] == 123 and body["model"] == "openai/gpt-4o"
     assert body["messages"] == [{"role": "system", "content": "Be brief."},
                                 {"role": "user", "content": "What is Rust?"}]
