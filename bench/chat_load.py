@@ -7,9 +7,10 @@ Three processes, so each one's CPU and memory are its own:
   it prints one JSON line per stream with the moment (CLOCK_MONOTONIC) it started streaming;
 * the bot, unmodified: ``python -m tests.discord.bot_process``, configured from environment variables
   as in production, only Discord's addresses redirected to the fake;
-* this process: the fake Discord (tests/fakes/discord_server.py, which allows 5 writes per 5 s per
-  channel and answers 429 beyond) and the load driver, which sends ``--conversations`` /chat commands
-  at once, from as many users in as many text channels, then reads the figures from the fakes' records.
+* this process: the fake Discord (tests/fakes/discord/, which enforces Discord's limits: 5 writes per
+  5 s per channel and 50 requests per second per bot token, answering 429 beyond) and the load driver,
+  which sends ``--conversations`` /chat commands at once, from as many users in as many text channels,
+  then reads the figures from the fakes' records.
 
     python -m bench.chat_load [--conversations 100] [--tokens 400] [--tps 50]
 
@@ -221,7 +222,7 @@ class Conversation:
     index: int
     user_id: int
     channel_id: int
-    interaction: Any = None  # tests.fakes.discord_server.Interaction
+    interaction: Any = None  # tests.fakes.discord.Interaction
 
 
 @dataclass
@@ -236,6 +237,8 @@ class Results:
     edit_rates: list[float]
     max_writes_5s: int
     rate_limited: int
+    global_429s: int
+    invalid_requests: int
     rate_limited_kinds: dict[str, int]
     tokens: int
     bot_cpu: float
@@ -258,7 +261,7 @@ def thread_opened(conv: Conversation) -> bool:
 
 
 async def run_load(args: argparse.Namespace) -> Results:
-    from tests.fakes.discord_server import FakeDiscord
+    from tests.fakes.discord import FakeDiscord
 
     n = args.conversations
     workdir = Path(tempfile.mkdtemp(prefix="chat-load-"))
@@ -367,7 +370,8 @@ async def run_load(args: argparse.Namespace) -> Results:
         conversations=n, finished=sum(thread_opened(c) for c in convs), failures=failures,
         first_edit_ms=first_edit_ms, chat_to_first_token_ms=chat_to_first_token_ms, defer_ms=defer_ms,
         edits_per_message=edits_per_message, edit_rates=edit_rates, max_writes_5s=max_writes,
-        rate_limited=discord_fake.rate_limited_count, rate_limited_kinds=kinds, tokens=tokens,
+        rate_limited=discord_fake.rate_limited_count, global_429s=discord_fake.global_429_count,
+        invalid_requests=discord_fake.invalid_requests_in(600), rate_limited_kinds=kinds, tokens=tokens,
         bot_cpu=bot_cpu, bot_cpu_main=bot_cpu_main, bot_cpu_total=bot_cpu_total, bot_peak_bytes=bot_peak,
         driver_cpu=driver_cpu,
         openrouter_cpu=or_cpu, load_seconds=load_seconds,
@@ -390,7 +394,8 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
     mean_edits = sum(r.edits_per_message) / len(r.edits_per_message) if r.edits_per_message else math.nan
 
     print(f"chat load: {args.conversations} conversations at once, {args.tokens} tokens each at {args.tps:g} tokens/s "
-          f"(STREAM_EDIT_INTERVAL_SECONDS={args.edit_interval:g}); Discord allows 5 writes / 5 s per channel")
+          f"(STREAM_EDIT_INTERVAL_SECONDS={args.edit_interval:g}); Discord allows 5 writes / 5 s per channel "
+          "and 50 requests / s in all")
     print(f"finished answers: {r.finished}/{r.conversations}; {r.tokens:,} tokens streamed; "
           f"load phase {r.load_seconds:.1f} s (first /chat to last answer finished)")
     rows: list[tuple[str, str, str, bool | None]] = [
@@ -419,6 +424,8 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
           f"most writes to one channel in any 5 s: {r.max_writes_5s}")
     if r.rate_limited_kinds:
         print(f"  429s by kind: {r.rate_limited_kinds}")
+    print(f"  429s: {r.global_429s} global, {r.rate_limited - r.global_429s} per channel; invalid requests "
+          f"(401/403/429) Discord would count towards its ban (10,000 per 10 min): {r.invalid_requests}")
     print(f"  /chat dispatched -> first token: p50 {percentile(r.chat_to_first_token_ms, 50):.0f} ms, "
           f"p99 {percentile(r.chat_to_first_token_ms, 99):.0f} ms; /chat -> deferred: "
           f"p99 {percentile(r.defer_ms, 99):.0f} ms (Discord's deadline 3000 ms); "

@@ -13,7 +13,7 @@ import pytest
 from bot.runner import run
 from bot.settings import Settings
 from bot.store.database import Database
-from tests.fakes.discord_server import FakeDiscord, Msg
+from tests.fakes.discord import FakeDiscord, Msg
 from tests.fakes.openrouter_server import FakeOpenRouter
 
 NO_MENTIONS = {"parse": []}
@@ -106,6 +106,8 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             await h.stop()
         await openrouter.close()
         await discord_fake.close()
+    # 401/403/429 responses: Discord counts them towards an IP ban; the bot should draw none.
+    assert discord_fake.invalid_requests == [], discord_fake.invalid_requests
 
 
 @pytest.fixture

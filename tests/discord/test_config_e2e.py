@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.discord.conftest import Harness, start_conversation
-from tests.fakes.discord_server import Interaction
+from tests.fakes.discord import Interaction
 
 
 @pytest.fixture
