@@ -13,7 +13,7 @@ BOT = Path(__file__).resolve().parents[1] / "bot"
 MAX_FUNCTION_LINES = 50
 
 # Lower layers never import higher ones. Anything not listed belongs to the core.
-FOUNDATION = {"bot", "bot.states", "bot.money", "bot.settings", "bot.logs"}
+FOUNDATION = {"bot", "bot.states", "bot.money", "bot.settings", "bot.logs", "bot.retry"}
 INFRASTRUCTURE = ("bot.store", "bot.openrouter")
 DISCORD_LAYER = ("bot.discord",)
 ENTRY_POINTS = {"bot.runner", "bot.__main__"}
