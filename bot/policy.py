@@ -27,6 +27,11 @@ def valid_pattern(pattern: str) -> bool:
     return bool(PATTERN_SHAPE.match(pattern)) and len(pattern) <= 200
 
 
+def valid_model_id(text: str) -> bool:
+    """A model id as OpenRouter writes them (`vendor/name`, maybe `:variant`), not a pattern."""
+    return valid_pattern(text) and not is_pattern(text) and "/" in text
+
+
 def is_pattern(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
@@ -103,20 +108,27 @@ class GuildPolicy:
 
     async def refusal_for(self, guild_id: int | None, model_id: str) -> Refusal:
         patterns = await self.patterns(guild_id)
-        shown = ", ".join(f"`{p}`" for p in patterns[:15]) + (" …" if len(patterns) > 15 else "")
+        shown = ", ".join(f"`{p}`" for p in patterns[:15])[:1200] + (" …" if len(patterns) > 15 else "")
         where = "on this server" if guild_id else "here"
         return Refusal(f"The model `{model_id}` is not allowed {where}. Allowed: {shown}. "
                        f"Pick one with `/model`.")
 
     # -- questions the commands ask -------------------------------------------------------------
 
+    def ready(self) -> bool:
+        """Whether model questions can be answered without waiting for OpenRouter."""
+        return self.catalogue.loaded
+
     async def model_info(self, model_id: str) -> ModelInfo | None:
         await self.catalogue.ensure_loaded()
         return self.catalogue.get(model_id)
 
     async def check_model(self, guild_id: int | None, model_id: str) -> str | Refusal:
-        """The model's id when OpenRouter offers it and this server allows it, else why not."""
+        """The model's id when OpenRouter offers it and this server allows it, else why not. A refusal
+        names the id only once its shape is checked (no mentions, no markdown, at most 200 characters)."""
         model_id = model_id.strip()
+        if not valid_model_id(model_id):
+            return Refusal("That is not a model id: ids look like `openai/gpt-4o`. Browse them with `/models`.")
         try:
             info = None if model_id == AUTO_MODEL else await self.model_info(model_id)
         except OpenRouterError as exc:

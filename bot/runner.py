@@ -44,6 +44,7 @@ async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn],
         log.warning("could not load the models catalogue at start", error=repr(exc))
     await bot.wait_until_ready()
     await bot.mark_interrupted(interrupted)
+    await bot.show_again(await bot.core.conversations.unshown_answers())
     if ready is not None:
         ready.set()
 

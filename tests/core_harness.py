@@ -54,8 +54,9 @@ class RecordingView:
     async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None:
         (self.progress if kind == NoticeKind.PROGRESS else self.notices).append(text)
 
-    async def finish(self, outcome: AnswerOutcome) -> None:
+    async def finish(self, outcome: AnswerOutcome) -> bool:
         self.outcome = outcome
+        return True
 
 
 @dataclass

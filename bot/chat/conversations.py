@@ -12,7 +12,7 @@ from bot.chat.view import AnswerOutcome, AnswerView
 from bot.logs import get_logger
 from bot.policy import GuildPolicy, Refusal
 from bot.states import ChannelKind
-from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment
+from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment, Turn
 
 log = get_logger(__name__)
 
@@ -47,11 +47,13 @@ class ConversationService:
         return await self.policy.default_model(guild_id)
 
     async def ask(self, conversation: Conversation, *, author_id: int, content: str, message_id: int | None,
-                  channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView) -> AnswerOutcome:
-        """Store the question at once (nothing said is lost while it waits), then answer it in turn."""
+                  channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView,
+                  model: str | None = None) -> AnswerOutcome:
+        """Store the question at once (nothing said is lost while it waits), then answer it in turn,
+        by `model` for this question only when given (checked with `check_model` beforehand)."""
         question = await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
                                                  message_id=message_id, channel_id=channel_id, attachments=attachments)
-        return await self.pipeline.answer(conversation, question, view)
+        return await self.pipeline.answer(conversation, question, view, model=model)
 
     def busy(self, conversation: Conversation) -> bool:
         """Whether an answer is being written in this conversation (a new question will wait)."""
@@ -71,6 +73,13 @@ class ConversationService:
     async def messages_deleted(self, message_ids: Sequence[int]) -> int:
         """Deleted Discord messages leave the context (a question takes its answer along)."""
         return await self.repo.mark_deleted(message_ids)
+
+    async def unshown_answers(self) -> list[Turn]:
+        """Finished answers whose final form never reached Discord: to show again at start."""
+        return await self.repo.unshown_answers()
+
+    async def answer_shown(self, turn_id: int, message_ids: Sequence[int]) -> None:
+        await self.repo.set_answer_messages(turn_id, message_ids, shown=True)
 
     def streaming_in(self, message_id: int) -> ActiveAnswer | None:
         """The answer streaming in this Discord message, if any."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
@@ -44,12 +45,16 @@ class AnswerPipeline:
         self.active = active
         self.durability = durability or Durability()
 
-    async def answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
-        """Answer `question` in `conversation`, one answer at a time per conversation."""
+    async def answer(self, conversation: Conversation, question: Turn, view: AnswerView, *,
+                     model: str | None = None) -> AnswerOutcome:
+        """Answer `question` in `conversation`, one answer at a time per conversation; `model` answers
+        this question only (the conversation keeps its own)."""
         async with self.active.lock_for(conversation.id):
             if self.active.closing:
                 return await self._refuse(view, RESTARTING)
             fresh = await self.repo.get(conversation.id) or conversation  # /model may have switched it
+            if model is not None:
+                fresh = replace(fresh, model=model)
             with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=fresh.model):
                 return await self._answer(fresh, question, view)
 
@@ -103,11 +108,12 @@ class AnswerPipeline:
                                  stopped_by=active.stopped_by, turn_id=active.turn_id)
         log.info("answer finished", turn=active.turn_id, status=outcome.status, model=outcome.model,
                  generation_id=streamed.completion.generation_id, cost=str(cost), cost_source=source)
+        shown = False
         try:
-            await view.finish(outcome)
+            shown = await view.finish(outcome)
         finally:
             await self._land("record an answer's messages", partial(self.repo.set_answer_messages, active.turn_id,
-                                                                    view.message_ids()))
+                                                                    view.message_ids(), shown=shown))
         return outcome
 
     async def _land(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
@@ -121,7 +127,6 @@ class AnswerPipeline:
 
     @staticmethod
     async def _refuse(view: AnswerView, message: str) -> AnswerOutcome:
-        await view.begin()
         outcome = refusal(message)
         await view.finish(outcome)
         return outcome

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 from bot.chat.stream import Streamed
 from bot.chat.view import AnswerOutcome
-from bot.money import to_nusd
+from bot.money import from_nusd, to_nusd
 from bot.states import AnswerStatus, CostSource
-from bot.store.conversations import AnswerRecord
+from bot.store.conversations import AnswerRecord, Turn
 
 
 def answer_record(streamed: Streamed, cost: Decimal | None) -> AnswerRecord:
@@ -35,6 +35,16 @@ def answer_outcome(streamed: Streamed, cost: Decimal | None, source: CostSource 
         finish_reason=completion.finish_reason, error_message=error.user_message if error else None,
         stopped_by=stopped_by, turn_id=turn_id,
     )
+
+
+def stored_outcome(turn: Turn) -> AnswerOutcome:
+    """A finished answer as it was stored, to show again (notices are not stored, so not shown)."""
+    tokens = (turn.prompt_tokens or 0) + (turn.completion_tokens or 0) \
+        if turn.prompt_tokens is not None or turn.completion_tokens is not None else None
+    return AnswerOutcome(
+        status=AnswerStatus(turn.status.value), content=turn.content, reasoning=turn.reasoning or "",
+        model=turn.model, tokens=tokens, cost=from_nusd(turn.cost_nusd) if turn.cost_nusd is not None else None,
+        finish_reason=turn.finish_reason, stopped_by=turn.author_id, turn_id=turn.id)
 
 
 def refusal(message: str) -> AnswerOutcome:

@@ -114,6 +114,11 @@ def footer(*, model: str | None, tokens: int | None, cost: Decimal | None, finis
     return f"-# {line}"
 
 
+def fit(text: str, limit: int = DISCORD_LIMIT) -> str:
+    """Text for one Discord message: never longer than Discord takes, shortened with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def thread_title(prompt: str, limit: int = 90) -> str:
     """A thread name from the first line of a prompt (Discord allows 100 characters)."""
     first = " ".join(prompt.strip().split("\n", 1)[0].split())

@@ -22,7 +22,8 @@ class AnswerView(Protocol):
 
     async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None: ...
 
-    async def finish(self, outcome: AnswerOutcome) -> None: ...
+    async def finish(self, outcome: AnswerOutcome) -> bool:
+        """Show the answer's final form; False when it could not (it is shown again at the next start)."""
 
 
 @dataclass(slots=True)

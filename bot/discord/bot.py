@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -10,9 +11,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.text import CURSOR
+from bot.chat.record import stored_outcome
+from bot.chat.text import CURSOR, fit
 from bot.core import Core
 from bot.discord.pacing import ChannelPacer
+from bot.discord.render import DiscordAnswerView
 from bot.logs import get_logger
 from bot.settings import Settings
 from bot.store.conversations import Turn
@@ -67,6 +70,8 @@ class ChatBot(commands.Bot):
 
     async def mark_interrupted(self, turns: list[Turn]) -> None:
         """Answers cut by a crash: drop the cursor and the Stop button, and say what happened."""
+        for channel_id in {t.discord_channel_id for t in turns if t.discord_channel_id}:
+            self.pacer.assume_full(channel_id)  # the crashed process wrote there moments ago
         for turn in turns:
             if not turn.discord_channel_id:
                 continue
@@ -74,12 +79,45 @@ class ChatBot(commands.Bot):
             for message_id in turn.discord_message_ids:
                 try:
                     message = await channel.fetch_message(message_id)
+                    await self.pacer.acquire(turn.discord_channel_id)
                     text = message.content.replace(CURSOR, "").rstrip()
                     if message_id == turn.discord_message_ids[-1]:
                         text = f"{text}\n\n{INTERRUPTED_NOTE}" if text else INTERRUPTED_NOTE
                     await message.edit(content=text[:2000], view=None, allowed_mentions=NO_MENTIONS)
                 except discord.HTTPException as exc:
                     log.info("could not mark an interrupted answer", turn=turn.id, message=message_id, error=str(exc))
+
+    async def show_again(self, turns: list[Turn]) -> None:
+        """Finished answers whose final form never reached Discord (it was failing): show it now."""
+        for channel_id in {t.discord_channel_id for t in turns if t.discord_channel_id}:
+            self.pacer.assume_full(channel_id)  # the previous process may have written there moments ago
+        for turn in turns:
+            if turn.discord_channel_id and await self._show_again(turn, turn.discord_channel_id):
+                log.info("showed an answer whose final form had not reached Discord", turn=turn.id)
+
+    async def _show_again(self, turn: Turn, channel_id: int) -> bool:
+        channel = self.get_partial_messageable(channel_id)
+        messages = []
+        for message_id in turn.discord_message_ids:
+            with contextlib.suppress(discord.NotFound):
+                messages.append(await channel.fetch_message(message_id))
+        if not messages:
+            return False
+
+        async def already_open(_: discord.ui.View | None) -> discord.Message:
+            return messages[0]
+
+        async def send_more(text: str) -> discord.Message:
+            return await channel.send(text, allowed_mentions=NO_MENTIONS)
+
+        view = DiscordAnswerView(open_first=already_open, send_more=send_more, channel_id=channel_id, pacer=self.pacer,
+                                 show_reasoning=self.settings.show_reasoning,
+                                 final_retry_budget=self.settings.final_edit_retry_seconds)
+        view.adopt(messages)
+        if not await view.finish(stored_outcome(turn)):
+            return False
+        await self.core.conversations.answer_shown(turn.id, view.message_ids())
+        return True
 
     async def on_app_command_error(self, interaction: discord.Interaction[Any],
                                    error: app_commands.AppCommandError) -> None:
@@ -97,9 +135,9 @@ class ChatBot(commands.Bot):
 async def respond_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(fit(text), ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
-            await interaction.response.send_message(text, ephemeral=True,
+            await interaction.response.send_message(fit(text), ephemeral=True,
                                                     allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as exc:
         log.warning("could not answer an interaction", error=str(exc))

@@ -61,6 +61,13 @@ class ChannelPacer:
                 wait = self.delay(channel_id, reserve=reserve)
             self._window(channel_id).append(self._clock())
 
+    def assume_full(self, channel_id: int) -> None:
+        """Treat this channel's budget as spent just now: at start, for channels the previous process
+        may have written to moments ago (Discord still counts those writes; this process cannot know)."""
+        window = self._window(channel_id)
+        now = self._clock()
+        window.extend([now] * max(0, self.writes - len(window)))
+
     def forget_idle(self) -> None:
         """Drop the bookkeeping of channels with no recent writes (`acquire` calls it as channels pile up)."""
         for channel_id in list(self._sent):

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import io
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 import discord
 
@@ -17,16 +19,18 @@ from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, sp
 from bot.chat.view import AnswerOutcome
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
+from bot.retry import call_with_retries
 from bot.states import AnswerStatus, NoticeKind
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 NO_MENTIONS = discord.AllowedMentions.none()
 BODY_LIMIT = DISCORD_LIMIT - 200  # room for the cursor, notices and the footer
 THINKING = "💭 *Thinking…*"
 WAITING = "⏳ *Waiting for the previous answer in this conversation…*"
 
-OpenFirst = Callable[[], Awaitable[discord.Message]]
+OpenFirst = Callable[[discord.ui.View | None], Awaitable[discord.Message]]  # posts the first message, with this view
 SendMore = Callable[[str], Awaitable[discord.Message]]
 
 
@@ -35,7 +39,7 @@ class DiscordAnswerView:
 
     def __init__(self, *, open_first: OpenFirst, send_more: SendMore, channel_id: int, pacer: ChannelPacer,
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
-                 notices: list[str] | None = None) -> None:
+                 notices: list[str] | None = None, final_retry_budget: float = 60.0) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -43,6 +47,7 @@ class DiscordAnswerView:
         self.interval = interval
         self.show_reasoning = show_reasoning
         self.stop_view = stop_view
+        self.final_retry_budget = final_retry_budget
         self.notices: list[str] = list(notices or [])
         self.status_line: str | None = None
         self.messages: list[discord.Message] = []
@@ -54,11 +59,20 @@ class DiscordAnswerView:
         self._finished = False
         self._last_edit = 0.0
 
+    def adopt(self, messages: list[discord.Message]) -> None:
+        """Show into messages that already exist (an answer shown again after a restart)."""
+        self.messages = list(messages)
+        self._sent = [m.content for m in messages]
+
     # -- the core's AnswerView ----------------------------------------------------------------
 
     async def begin(self) -> None:
+        """The answer's first message, with its Stop button from the start."""
+        await self._open(self.stop_view)
+
+    async def _open(self, view: discord.ui.View | None) -> None:
         if not self.messages:
-            message = await self._open_first()
+            message = await self._open_first(view)
             self.messages.append(message)
             self._sent.append(message.content)
 
@@ -86,40 +100,56 @@ class DiscordAnswerView:
         if self._task is None and not self._finished:
             self._task = asyncio.create_task(self._render_loop(), name=f"render-{self.channel_id}")
 
-    async def finish(self, outcome: AnswerOutcome) -> None:
+    async def finish(self, outcome: AnswerOutcome) -> bool:
+        """The final form: the whole text, notices, footer, no cursor and no Stop button. Its writes are
+        retried while Discord fails; False when they never landed (the next start shows it again)."""
         self._finished = True
         if self._task is not None:
             self._changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.begin()
+        parts, reasoning = self.final_parts(outcome)
+        try:
+            await self._write(partial(self._open, None), final=True)  # a refusal: no Stop button at all
+            await self._show(parts, final=True, reasoning=reasoning)
+        except discord.HTTPException as exc:
+            log.error("could not show an answer's final form", error=str(exc), status=exc.status,
+                      messages=self.message_ids())
+            return False
+        return True
+
+    def final_parts(self, outcome: AnswerOutcome) -> tuple[list[str], bytes | None]:
+        """The final messages' texts, and the reasoning to attach (if shown)."""
         content = "".join(self._content) or outcome.content
         reasoning = "".join(self._reasoning) or outcome.reasoning
         parts = split_for_discord(neutralize_mentions(content), BODY_LIMIT) if content.strip() else []
-        tail: list[str] = [f"-# ℹ️ {n}" for n in self.notices]
-        if outcome.error_message:
-            tail.append(f"⚠️ {outcome.error_message}")
-        if outcome.status != AnswerStatus.REFUSED:
-            extra = None
-            if outcome.status == AnswerStatus.STOPPED:
-                extra = "the bot was restarting" if outcome.stopped_by is None else None
-            tail.append(footer(model=outcome.model, tokens=outcome.tokens, cost=outcome.cost,
-                               finish_reason=outcome.finish_reason, status=outcome.status, extra=extra))
-        closing = "\n".join(tail)
-        if len(closing) > DISCORD_LIMIT:  # many refused files: keep the footer, shorten the notes
-            footer_line = tail[-1] if outcome.status != AnswerStatus.REFUSED else ""
-            room = DISCORD_LIMIT - len(footer_line) - 2
-            closing = "\n".join(tail[:-1] if footer_line else tail)[:room].rstrip() + "…\n" + footer_line
+        closing = self._closing(outcome)
         if not parts:
             parts = [closing] if closing else ["(no answer)"]
         elif len(parts[-1]) + len(closing) + 2 <= DISCORD_LIMIT:
             parts[-1] = f"{parts[-1]}\n\n{closing}" if closing else parts[-1]
         else:
             parts.append(closing)
-        reasoning_file = None
-        if self.show_reasoning and reasoning.strip() and outcome.status != AnswerStatus.REFUSED:
-            reasoning_file = discord.File(io.BytesIO(reasoning.encode()), filename="reasoning.txt")
-        await self._show(parts, final=True, reasoning_file=reasoning_file)
+        shown = self.show_reasoning and reasoning.strip() and outcome.status != AnswerStatus.REFUSED
+        return parts, reasoning.encode() if shown else None
+
+    def _closing(self, outcome: AnswerOutcome) -> str:
+        """Notices, the error if any, and the footer, within one message."""
+        tail: list[str] = [f"-# ℹ️ {n}" for n in self.notices]
+        if outcome.error_message:
+            tail.append(f"⚠️ {outcome.error_message}")
+        footer_line = ""
+        if outcome.status != AnswerStatus.REFUSED:
+            extra = "the bot was restarting" if outcome.status == AnswerStatus.STOPPED and outcome.stopped_by is None \
+                else None
+            footer_line = footer(model=outcome.model, tokens=outcome.tokens, cost=outcome.cost,
+                                 finish_reason=outcome.finish_reason, status=outcome.status, extra=extra)
+            tail.append(footer_line)
+        closing = "\n".join(tail)
+        if len(closing) > DISCORD_LIMIT:  # many refused files: keep the footer, shorten the notes
+            room = DISCORD_LIMIT - len(footer_line) - 2
+            closing = "\n".join(tail[:-1] if footer_line else tail)[:room].rstrip() + "…\n" + footer_line
+        return closing
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -167,33 +197,49 @@ class DiscordAnswerView:
         except discord.HTTPException as exc:
             log.warning("could not update a streaming answer", error=str(exc), status=exc.status)
 
-    async def _show(self, parts: list[str], *, final: bool, reasoning_file: discord.File | None = None) -> None:
+    async def _show(self, parts: list[str], *, final: bool, reasoning: bytes | None = None) -> None:
         for index, text in enumerate(parts):
             last = index == len(parts) - 1
             view_kwargs: dict[str, object] = {}
             if index == 0 and (final or self.stop_view is not None):
                 # the Stop button lives on the first message while streaming and goes away at the end
                 view_kwargs["view"] = None if final else self.stop_view
-            attachments = [reasoning_file] if (final and last and reasoning_file is not None) else None
+            attach = reasoning if final and last else None
             if index < len(self.messages):
-                if self._sent[index] == text and attachments is None and not (final and index == 0):
+                if self._sent[index] == text and attach is None and not (final and index == 0):
                     continue
-                await self.pacer.acquire(self.channel_id)
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
-                if attachments is not None:
-                    kwargs["attachments"] = attachments
-                await self._edit(self.messages[index], kwargs)
+                await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final)
                 self._sent[index] = text
             else:
-                await self.pacer.acquire(self.channel_id)
-                message = await self._send_more(text)
+                message = await self._write(partial(self._send_more, text), final=final)
                 self.messages.append(message)
                 self._sent.append(text)
-                if attachments is not None:
-                    await self.pacer.acquire(self.channel_id)
-                    await self._edit(message, {"attachments": attachments, "allowed_mentions": NO_MENTIONS})
+                if attach is not None:
+                    await self._write(partial(self._edit, message, {"allowed_mentions": NO_MENTIONS}, attach),
+                                      final=final)
 
-    async def _edit(self, message: discord.Message, kwargs: dict[str, object]) -> None:
+    async def _write(self, write: Callable[[], Awaitable[T]], *, final: bool) -> T:
+        """One write to Discord, paced. The final form's writes are retried while Discord fails."""
+        async def paced() -> T:
+            await self.pacer.acquire(self.channel_id)
+            return await write()
+
+        if not final:
+            return await paced()
+        return await call_with_retries(paced, self.final_retry_schedule, retry_on=discord.HTTPException,
+                                       what="final Discord write")
+
+    def final_retry_schedule(self, attempt: int, error: discord.HTTPException, elapsed: float) -> float | None:
+        """Discord's outages (5xx) and rate limits past discord.py's own retries, for `final_retry_budget`."""
+        if error.status != 429 and error.status < 500:
+            return None
+        delay = min(8.0, 0.5 * 2 ** (attempt - 1))
+        return delay if elapsed + delay <= self.final_retry_budget else None
+
+    async def _edit(self, message: discord.Message, kwargs: dict[str, object], attach: bytes | None = None) -> None:
+        if attach is not None:  # a new File each try: a File is read once
+            kwargs = {**kwargs, "attachments": [discord.File(io.BytesIO(attach), filename="reasoning.txt")]}
         try:
             await message.edit(**kwargs)  # type: ignore[arg-type]
         except discord.NotFound:

@@ -57,6 +57,8 @@ class Turn:
     finish_reason: str | None = None
     cost_nusd: int | None = None
     attachments: list[StoredAttachment] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Turn:
@@ -68,6 +70,7 @@ class Turn:
             discord_message_ids=json.loads(row["discord_message_ids"] or "[]"),
             discord_channel_id=row["discord_channel_id"], generation_id=row["generation_id"],
             finish_reason=row["finish_reason"], cost_nusd=row["cost_nusd"],
+            prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
         )
 
 
@@ -91,7 +94,8 @@ class AnswerRecord:
 
 
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
-                 "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, cost_nusd")
+                 "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
+                 "cost_nusd, prompt_tokens, completion_tokens")
 
 
 class ConversationRepo:
@@ -162,15 +166,23 @@ class ConversationRepo:
                            message_ids: Sequence[int], channel_id: int | None) -> int:
         return await self.db.execute(
             "INSERT INTO turns (conversation_id, role, reply_to, model, status, discord_message_id, "
-            "discord_message_ids, discord_channel_id) VALUES (?, 'assistant', ?, ?, 'streaming', ?, ?, ?)",
+            "discord_message_ids, discord_channel_id, shown) VALUES (?, 'assistant', ?, ?, 'streaming', ?, ?, ?, 0)",
             (conversation_id, reply_to, model, message_ids[0] if message_ids else None, json.dumps(list(message_ids)),
              channel_id),
         )
 
-    async def set_answer_messages(self, turn_id: int, message_ids: Sequence[int]) -> None:
+    async def set_answer_messages(self, turn_id: int, message_ids: Sequence[int], *, shown: bool) -> None:
+        """The Discord messages an answer spans, and whether its final form is known to show there."""
         await self.db.execute(
-            "UPDATE turns SET discord_message_id = ?, discord_message_ids = ? WHERE id = ?",
-            (message_ids[0] if message_ids else None, json.dumps(list(message_ids)), turn_id))
+            "UPDATE turns SET discord_message_id = ?, discord_message_ids = ?, shown = ? WHERE id = ?",
+            (message_ids[0] if message_ids else None, json.dumps(list(message_ids)), int(shown), turn_id))
+
+    async def unshown_answers(self) -> list[Turn]:
+        """Finished answers whose final form never reached Discord (answers cut by a crash aside)."""
+        rows = await self.db.fetchall(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE shown = 0 AND status NOT IN ('streaming', 'interrupted') "
+            "ORDER BY id")
+        return [Turn.from_row(r) for r in rows]
 
     async def save_progress(self, turn_id: int, content: str, generation_id: str | None) -> None:
         await self.db.execute(

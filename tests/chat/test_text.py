@@ -95,3 +95,11 @@ def test_thread_title() -> None:
     assert thread_title("  <@123> what is   rust?\nmore") == "what is rust?"
     assert len(thread_title("x" * 300)) == 90
     assert thread_title("") == "Conversation"
+
+
+def test_fit_keeps_every_message_within_discords_limit() -> None:
+    from bot.chat.text import DISCORD_LIMIT, fit
+
+    assert fit("short") == "short"
+    long = fit("x" * 5000)
+    assert len(long) == DISCORD_LIMIT and long.endswith("…")

@@ -322,10 +322,8 @@ async def test_fallback_models_go_to_openrouter_filtered_by_the_allowlist(harnes
 
 async def test_chat_in_an_ordinary_thread_makes_that_thread_the_conversation(bot: Harness) -> None:
     d = bot.discord
-    thread_id, _ = await start_conversation(bot)  # any thread will do; forget its conversation
-    db = await bot.db()
-    await db.execute("UPDATE conversations SET thread_id = NULL")
-    await db.close()
+    thread_id = d.add_thread(d.text_channel_id, "my own thread", owner_id=bot.user)  # a thread a member started
+    await d.wait_for(lambda: bot.bot_messages(thread_id) == [] and thread_id in d.threads)
     inter = await d.slash("chat", {"prompt": "start here"}, user_id=bot.user, channel_id=thread_id)
     await d.wait_for(lambda: inter.message is not None and "Echo: start here" in inter.message.content)
     await d.post_message(thread_id, "and go on", user_id=bot.user)
@@ -333,3 +331,62 @@ async def test_chat_in_an_ordinary_thread_makes_that_thread_the_conversation(bot
     assert len(d.threads) == 1
     body = bot.openrouter.chat_requests()[-1].json()
     assert [m["content"] for m in body["messages"][1:]] == ["start here", "Echo: start here", "and go on"]
+
+
+async def test_only_a_threads_creator_or_a_moderator_makes_it_a_conversation(bot: Harness) -> None:
+    d = bot.discord
+    thread_id = d.add_thread(d.text_channel_id, "alice's thread", owner_id=bot.user)
+    refused = await d.slash("chat", {"prompt": "mine now"}, user_id=bot.stranger, channel_id=thread_id)
+    await refused.wait_response()
+    text = str((refused.response_data or {}).get("content"))
+    assert refused.ephemeral and "Only the person who started this thread" in text
+    assert bot.openrouter.chat_requests() == [] and await bot.query("SELECT id FROM conversations") == []
+    allowed = await d.slash("chat", {"prompt": "moderating"}, user_id=bot.moderator, channel_id=thread_id)
+    await d.wait_for(lambda: allowed.message is not None and "Echo: moderating" in allowed.message.content)
+
+
+async def test_another_members_model_answers_their_question_only(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)  # alice's, on openai/gpt-4o
+    inter = await d.slash("chat", {"prompt": "my turn", "model": "openai/gpt-4.1-mini"}, user_id=bot.stranger,
+                          channel_id=thread_id)
+    await d.wait_for(lambda: inter.message is not None and "Echo: my turn" in inter.message.content)
+    assert bot.openrouter.chat_requests()[-1].json()["model"] == "openai/gpt-4.1-mini"
+    assert await bot.query("SELECT model FROM conversations") == [("openai/gpt-4o",)]  # alice's is unchanged
+    await d.post_message(thread_id, "and alice again", user_id=bot.user)
+    await d.wait_for(lambda: any("Echo: and alice again" in m.content for m in bot.bot_messages(thread_id)))
+    assert bot.openrouter.chat_requests()[-1].json()["model"] == "openai/gpt-4o"
+    held = await bot.query("SELECT user_id, model FROM reservations ORDER BY id")
+    assert held[1] == (bot.stranger, "openai/gpt-4.1-mini")  # billed to the member who chose it
+
+
+async def test_a_typed_model_id_is_checked_before_it_is_shown(bot: Harness) -> None:
+    d = bot.discord
+    for typed in ("@everyone look", "<@123> `x`", "openai/" + "x" * 300, "anthropic/*"):
+        inter = await d.slash("chat", {"prompt": "hi", "model": typed}, user_id=bot.user,
+                              channel_id=d.text_channel_id)
+        await inter.wait_response()
+        text = str((inter.response_data or {}).get("content"))
+        assert inter.ephemeral and "not a model id" in text and typed not in text
+    refused = await d.slash("chat", {"prompt": "hi", "model": "openai/gpt-5-imaginary"}, user_id=bot.user,
+                            channel_id=d.text_channel_id)
+    await refused.wait_response()
+    assert refused.ephemeral and "not a model OpenRouter offers" in str((refused.response_data or {}).get("content"))
+    assert bot.openrouter.chat_requests() == [] and d.threads == {}
+
+
+async def test_the_stop_button_is_there_before_the_first_word(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    bot.openrouter.script("chat", SSEReply(fixture="stream-basic.sse", delay_before=2.0),
+                          SSEReply(fixture="stream-basic.sse", delay_before=2.0))
+    await d.post_message(thread_id, "Are you there?", user_id=bot.user)
+
+    def placeholder_with_stop() -> bool:
+        msgs = bot.bot_messages(thread_id)
+        return bool(msgs) and "Thinking" in msgs[-1].content and bool(msgs[-1].components)
+
+    await d.wait_for(placeholder_with_stop, timeout=1.5)  # while OpenRouter has not answered yet
+    inter = await d.slash("chat", {"prompt": "And you?"}, user_id=bot.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "Thinking" in inter.message.content
+                     and bool(inter.message.components), timeout=1.5)

@@ -118,3 +118,42 @@ async def test_reasoning_can_be_hidden(harness: Harness) -> None:
     harness.openrouter.script("chat", SSEReply(fixture="stream-reasoning.sse"))
     _, message = await start_conversation(harness, "What is 2+2?")
     assert message.attachments == [] and "simple arithmetic" not in "".join(message.edits)
+
+
+def thread_edits(thread_id: int) -> str:
+    return rf"/channels/{thread_id}/messages/\d+$"
+
+
+async def test_a_final_edit_that_discord_fails_is_retried_until_it_lands(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    d.fail("PATCH", thread_edits(thread_id), status=503, times=3)  # Discord is down for a moment
+    await d.post_message(thread_id, "Are you still there?", user_id=bot.user)
+    [answer] = await bot.wait_answer_done(thread_id)
+    assert "Echo: Are you still there?" in answer.content and answer.components == []
+    assert ("PATCH", 503) in {(m, s) for _, m, p, s in d.request_log if p.startswith(f"/api/v10/channels/{thread_id}")}
+    assert await bot.query("SELECT shown FROM turns WHERE role = 'assistant' ORDER BY id DESC LIMIT 1") == [(1,)]
+
+
+async def test_an_answer_whose_final_edit_never_landed_is_shown_at_the_next_start(harness: Harness) -> None:
+    harness.overrides["final_edit_retry_seconds"] = 1.0
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    d.fail("PATCH", thread_edits(thread_id), status=503, times=1000)  # down for longer than the bot retries
+    await d.post_message(thread_id, "Hello again", user_id=harness.user)
+    unshown = "SELECT status, shown FROM turns WHERE role = 'assistant' ORDER BY id DESC LIMIT 1"
+    for _ in range(100):
+        if await harness.query(unshown) == [("complete", 0)]:
+            break
+        await asyncio.sleep(0.1)
+    assert await harness.query(unshown) == [("complete", 0)]  # stored, but its final form is not in Discord
+    [placeholder] = [m for m in harness.bot_messages(thread_id) if "Thinking" in m.content]
+    assert placeholder.components  # still with its Stop button
+    await harness.stop()
+    d.rest.outages.clear()  # Discord is back
+    await harness.start()
+    await d.wait_for(lambda: "Echo: Hello again" in d.messages[placeholder.id].content, timeout=10)
+    final = d.messages[placeholder.id]
+    assert "▌" not in final.content and final.components == [] and "\n-# " in final.content
+    assert await harness.query(unshown) == [("complete", 1)]

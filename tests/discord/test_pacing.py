@@ -250,3 +250,14 @@ async def test_bookkeeping_of_idle_channels_is_pruned_as_channels_pile_up() -> N
     clock.advance(5.0)
     await pacer.acquire(10_000)
     assert set(pacer._sent) == {10_000} and set(pacer._locks) == {10_000}
+
+
+def test_a_channel_assumed_full_waits_out_a_whole_window() -> None:
+    from bot.discord.pacing import ChannelPacer
+
+    now = [100.0]
+    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, clock=lambda: now[0])
+    pacer.assume_full(7)
+    assert pacer.delay(7) == 5.0 and pacer.delay(8) == 0.0
+    now[0] += 5.0
+    assert pacer.delay(7) == 0.0

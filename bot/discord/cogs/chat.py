@@ -14,16 +14,17 @@ from discord.ext import commands
 
 from bot.chat.attachments import Rejected
 from bot.chat.conversations import ConversationService
-from bot.chat.text import thread_title
+from bot.chat.text import fit, thread_title
 from bot.chat.view import AnswerOutcome
+from bot.discord.bot import respond_ephemeral
 from bot.discord.files import read_attachments
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView
+from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, OpenFirst
 from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo
-from bot.policy import AUTO_MODEL, GuildPolicy, Refusal
+from bot.policy import AUTO_MODEL, GuildPolicy, Refusal, valid_model_id
 from bot.states import ChannelKind
 from bot.store.conversations import Conversation, StoredAttachment
 
@@ -96,7 +97,7 @@ class ChatCog(commands.Cog):
             choices.insert(0, app_commands.Choice(name="Auto: let OpenRouter pick (openrouter/auto)", value=AUTO_MODEL))
         return choices[:25]
 
-    def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: Any,
+    def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
                   rejected: Sequence[Rejected]) -> DiscordAnswerView:
         async def send_more(text: str) -> discord.Message:
             return await channel.send(text, allowed_mentions=NO_MENTIONS)
@@ -105,15 +106,16 @@ class ChatCog(commands.Cog):
             open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
             interval=self.settings.stream_edit_interval_seconds, show_reasoning=self.settings.show_reasoning,
             stop_view=StopView(self), notices=[r.message() for r in rejected],
+            final_retry_budget=self.settings.final_edit_retry_seconds,
         )
 
     async def run_answer(self, conversation: Conversation, *, author_id: int, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
-                         view: DiscordAnswerView) -> AnswerOutcome:
+                         view: DiscordAnswerView, model: str | None = None) -> AnswerOutcome:
         try:
             return await self.conversations.ask(conversation, author_id=author_id, content=content,
                                                 message_id=message_id, channel_id=channel_id,
-                                                attachments=attachments, view=view)
+                                                attachments=attachments, view=view, model=model)
         finally:
             if view.stop_view is not None:
                 view.stop_view.stop()
@@ -125,33 +127,67 @@ class ChatCog(commands.Cog):
                            image="An image for the model to look at")
     async def chat_command(self, interaction: Interaction, prompt: app_commands.Range[str, 1, 6000],
                            model: str | None = None, image: discord.Attachment | None = None) -> None:
-        await interaction.response.defer(thinking=True)
         bind_log_context(guild=interaction.guild_id, channel=interaction.channel_id, user=interaction.user.id)
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable) or interaction.channel_id is None:
-            await interaction.followup.send("I cannot chat here.", ephemeral=True)
+            await respond_ephemeral(interaction, "I cannot chat here.")
             return
-        existing = await self.conversations.for_channel(channel.id, channel_kind(channel)) \
+        # inside a conversation thread /chat goes on with it; elsewhere it starts a new one
+        existing = await self.conversations.for_channel(channel.id, ChannelKind.THREAD) \
             if isinstance(channel, discord.Thread) else None
-        chosen = model or (existing.model if existing else await self.conversations.default_model(interaction.guild_id))
-        checked = await (self.conversations.switch_model(existing, chosen) if existing and model
-                         else self.models.check_model(interaction.guild_id, chosen))
-        if isinstance(checked, Refusal):
-            await interaction.edit_original_response(content=f"⚠️ {checked.message}", allowed_mentions=NO_MENTIONS)
+        problem = self.chat_refusal(interaction, channel, existing, model)
+        choice = await self.chat_model(interaction, existing, model) if not problem and self.models.ready() else None
+        if problem or isinstance(choice, Refusal):  # refused before anything is public: only the asker sees why
+            await respond_ephemeral(interaction, problem or choice.message)  # type: ignore[union-attr]
             return
+        await interaction.response.defer(thinking=True)
+        choice = choice or await self.chat_model(interaction, existing, model)
+        if isinstance(choice, Refusal):
+            await interaction.edit_original_response(content=fit(f"⚠️ {choice.message}"), allowed_mentions=NO_MENTIONS)
+            return
+        model_id, this_turn_only = choice
         attachments, rejected = await read_attachments([image] if image else [],
                                                        self.conversations.attachment_limits)
         # in a thread that carries no conversation yet, the thread itself becomes the conversation
         conversation = existing or await self.conversations.start(
             guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
-            model=checked, title=thread_title(prompt),
+            model=model_id, title=thread_title(prompt),
             thread_id=channel.id if isinstance(channel, discord.Thread) else None)
-        view = self.make_view(channel=channel, channel_id=interaction.channel_id,
-                              open_first=interaction.original_response, rejected=rejected)
+        async def open_first(stop: discord.ui.View | None) -> discord.Message:
+            return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
+
+        view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
+                              rejected=rejected)
         await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
-                              channel_id=interaction.channel_id, attachments=attachments, view=view)
+                              channel_id=interaction.channel_id, attachments=attachments, view=view,
+                              model=model_id if this_turn_only else None)
         if existing is None:
             await self.open_thread(conversation, view, prompt)
+
+    def chat_refusal(self, interaction: Interaction, channel: Any, existing: Conversation | None,
+                     model: str | None) -> str | None:
+        """Why `/chat` is refused here before anything else, if it is."""
+        if isinstance(channel, discord.Thread) and existing is None \
+                and not may_act_for(interaction.user, channel, channel.owner_id):
+            return ("Only the person who started this thread, or a moderator, can make it a conversation. "
+                    "Start your own with `/chat` in a channel.")
+        if model is not None and not valid_model_id(model.strip()):
+            return "That is not a model id: ids look like `openai/gpt-4o`. Browse them with `/models`."
+        return None
+
+    async def chat_model(self, interaction: Interaction, existing: Conversation | None,
+                         model: str | None) -> tuple[str, bool] | Refusal:
+        """The model that answers, and whether for this question only. The conversation's owner or a
+        moderator switches the conversation; another member's `model` answers their question alone."""
+        if existing is not None and model is not None:
+            if may_act_for(interaction.user, interaction.channel, existing.owner_id):
+                switched = await self.conversations.switch_model(existing, model)
+                return switched if isinstance(switched, Refusal) else (switched, False)
+            checked = await self.models.check_model(interaction.guild_id, model)
+            return checked if isinstance(checked, Refusal) else (checked, True)
+        chosen = model or (existing.model if existing else await self.conversations.default_model(interaction.guild_id))
+        checked = await self.models.check_model(interaction.guild_id, chosen)
+        return checked if isinstance(checked, Refusal) else (checked, False)
 
     @chat_command.autocomplete("model")
     async def chat_model_autocomplete(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -216,10 +252,12 @@ class ChatCog(commands.Cog):
                 owner_id=message.author.id, title=thread_title(content))
         waiting = self.conversations.busy(conversation)
 
-        async def open_first() -> discord.Message:
+        async def open_first(stop: discord.ui.View | None) -> discord.Message:
             await self.bot.pacer.acquire(channel.id)
-            return await message.reply(WAITING if waiting else THINKING, mention_author=False,
-                                       allowed_mentions=NO_MENTIONS)
+            if waiting or stop is None:  # waiting: nothing to stop yet, the Stop button comes with the first words
+                return await message.reply(WAITING if waiting else THINKING, mention_author=False,
+                                           allowed_mentions=NO_MENTIONS)
+            return await message.reply(THINKING, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected)
         if waiting:
@@ -259,7 +297,7 @@ class ChatCog(commands.Cog):
         await interaction.response.defer(ephemeral=True)
         switched = await self.conversations.switch_model(conversation, model)
         if isinstance(switched, Refusal):
-            await interaction.followup.send(f"⚠️ {switched.message}", ephemeral=True)
+            await interaction.followup.send(fit(f"⚠️ {switched.message}"), ephemeral=True)
             return
         await interaction.followup.send(f"This conversation now uses `{switched}`.", ephemeral=True)
 
@@ -274,11 +312,12 @@ class ChatCog(commands.Cog):
         try:
             found, total = await self.models.search_allowed(interaction.guild_id, search or "", limit=12)
         except OpenRouterError as exc:
-            await interaction.followup.send(f"⚠️ The models list is unavailable: {exc.user_message}", ephemeral=True)
+            await interaction.followup.send(fit(f"⚠️ The models list is unavailable: {exc.user_message}"),
+                                            ephemeral=True)
             return
         if not found:
             where = " on this server" if interaction.guild_id else ""
-            await interaction.followup.send(f"No allowed model{where} matches `{search or ''}`.", ephemeral=True)
+            await interaction.followup.send(fit(f"No allowed model{where} matches `{search or ''}`."), ephemeral=True)
             return
         embed = discord.Embed(title=f"Models matching “{search}”" if search else "Models you can use here",
                               description="\n\n".join(model_line(m) for m in found)[:4000])

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat.text import fit
 from bot.discord.cogs.chat import model_choice
 from bot.discord.render import NO_MENTIONS
 from bot.money import usd
@@ -72,7 +73,7 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
         super().__init__()
 
     async def reply(self, interaction: Interaction, text: str) -> None:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await interaction.response.send_message(fit(text), ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     # -- models -----------------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
             change = f"`{e.old_value}` → `{e.new_value}`" if e.old_value and e.new_value else \
                 f"`{e.new_value or e.old_value}`"
             lines.append(f"`{e.created_at[:16].replace('T', ' ')}` <@{e.actor_id}> **{e.action}**: {change}")
-        await self.reply(interaction, "\n".join(lines)[:2000])
+        await self.reply(interaction, "\n".join(lines))
 
     async def cog_app_command_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
         if isinstance(error, app_commands.NoPrivateMessage):

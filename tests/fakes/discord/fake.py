@@ -61,6 +61,7 @@ class FakeDiscord(World):
         self.request_log = self.rest.request_log
         self.unknown_routes = self.rest.unknown_routes
         self.server_errors = self.rest.server_errors
+        self.fail = self.rest.fail
         self.identify_payloads = self.gateway.identify_payloads
         self.host = "127.0.0.1"
         self.port = 0

@@ -18,6 +18,7 @@ authentication). Creating and editing messages take a slot of the channel's writ
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import traceback
@@ -74,6 +75,19 @@ class Rest:
         self.request_log: list[tuple[float, str, str, int]] = []  # (monotonic, method, path, status)
         self.unknown_routes: list[tuple[str, str]] = []
         self.server_errors: list[str] = []
+        self.outages: list[list[Any]] = []  # [method, compiled path pattern, status, times left]
+
+    def fail(self, method: str, path: str, *, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` requests matching `method` and the `path` regex with `status` (an outage)."""
+        self.outages.append([method, re.compile(path), status, times])
+
+    def _outage(self, request: web.Request) -> web.Response | None:
+        for outage in self.outages:
+            method, pattern, status, left = outage
+            if left > 0 and request.method == method and pattern.search(request.path):
+                outage[3] -= 1
+                return json_response({"message": "Service Unavailable (fake outage)", "code": 0}, status)
+        return None
 
     def routes(self) -> list[Route]:
         cid, mid = f"{API}/channels/{{channel_id:\\d+}}", "{message_id:\\d+}"
@@ -100,7 +114,7 @@ class Rest:
                 if not token.startswith("Bot "):
                     raise ApiError(401, 0, "401: Unauthorized")
                 self.limits.take_global(token, int(request.match_info.get("channel_id") or 0))
-            response = await handler(request)
+            response = self._outage(request) or await handler(request)
         except ApiError as exc:
             response = exc.response()
         except web.HTTPException:

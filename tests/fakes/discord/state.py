@@ -205,8 +205,15 @@ class World:
         """A synced chat-input command by name."""
         return next((c for c in self.commands if c["name"] == name and c.get("type", 1) == 1), None)
 
-    def new_thread(self, parent_id: int, name: str, *, thread_id: int, auto_archive_duration: int) -> JSON:
-        """A public thread the bot creates (stored and announced with THREAD_CREATE)."""
+    def add_thread(self, parent_id: int, name: str, *, owner_id: int) -> int:
+        """A public thread a member starts in a text channel (without a starter message)."""
+        thread_id = self.ids.next()
+        self.new_thread(parent_id, name, thread_id=thread_id, auto_archive_duration=1440, owner_id=owner_id)
+        return thread_id
+
+    def new_thread(self, parent_id: int, name: str, *, thread_id: int, auto_archive_duration: int,
+                   owner_id: int | None = None) -> JSON:
+        """A public thread (stored and announced with THREAD_CREATE), by the bot unless `owner_id` says."""
         if not 1 <= len(name) <= 100:
             raise invalid_form("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
         if auto_archive_duration not in (60, 1440, 4320, 10080):
@@ -215,12 +222,14 @@ class World:
         now = now_iso()
         thread: JSON = {
             "id": str(thread_id), "type": CH_PUBLIC_THREAD, "guild_id": str(self.guild_id),
-            "parent_id": str(parent_id), "owner_id": str(self.bot_user_id), "name": name, "last_message_id": None,
-            "message_count": 0, "member_count": 1, "rate_limit_per_user": 0, "flags": 0,
+            "parent_id": str(parent_id), "owner_id": str(owner_id or self.bot_user_id), "name": name,
+            "last_message_id": None, "message_count": 0, "member_count": 1, "rate_limit_per_user": 0, "flags": 0,
             "thread_metadata": {"archived": False, "auto_archive_duration": auto_archive_duration,
                                 "archive_timestamp": now, "locked": False, "create_timestamp": now},
-            "member": {"id": str(thread_id), "user_id": str(self.bot_user_id), "join_timestamp": now, "flags": 1},
         }
+        if owner_id is None:  # the bot started it, so the bot is a member
+            thread["member"] = {"id": str(thread_id), "user_id": str(self.bot_user_id), "join_timestamp": now,
+                                "flags": 1}
         self.threads[thread_id] = self.channels[thread_id] = thread
         self.emit("THREAD_CREATE", {**thread, "newly_created": True})
         return thread
