@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(default=2048, ge=16)
     stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2)
     final_edit_retry_seconds: float = Field(default=60.0, ge=0)  # how long an answer's final edit is retried
+    interaction_token_seconds: float = Field(default=15 * 60, gt=0)  # Discord's interaction token lifetime
     show_reasoning: bool = True
     fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -39,7 +39,8 @@ class DiscordAnswerView:
 
     def __init__(self, *, open_first: OpenFirst, send_more: SendMore, channel_id: int, pacer: ChannelPacer,
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
-                 notices: list[str] | None = None, final_retry_budget: float = 60.0) -> None:
+                 notices: list[str] | None = None, final_retry_budget: float = 60.0,
+                 first_via_channel: tuple[discord.abc.Messageable, float] | None = None) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -48,6 +49,9 @@ class DiscordAnswerView:
         self.show_reasoning = show_reasoning
         self.stop_view = stop_view
         self.final_retry_budget = final_retry_budget
+        # An interaction's response is edited with its token, which Discord honours for 15 minutes:
+        # past the given loop time, the first message is edited through its channel instead.
+        self._first_via_channel = first_via_channel
         self.notices: list[str] = list(notices or [])
         self.status_line: str | None = None
         self.messages: list[discord.Message] = []
@@ -237,10 +241,18 @@ class DiscordAnswerView:
         delay = min(8.0, 0.5 * 2 ** (attempt - 1))
         return delay if elapsed + delay <= self.final_retry_budget else None
 
+    def _editable(self, message: discord.Message) -> discord.Message | discord.PartialMessage:
+        """The message to edit, through the channel once an interaction's token is about to expire."""
+        if self._first_via_channel is not None and self.messages and message is self.messages[0]:
+            channel, deadline = self._first_via_channel
+            if asyncio.get_running_loop().time() >= deadline and hasattr(channel, "get_partial_message"):
+                return channel.get_partial_message(message.id)  # type: ignore[no-any-return]
+        return message
+
     async def _edit(self, message: discord.Message, kwargs: dict[str, object], attach: bytes | None = None) -> None:
         if attach is not None:  # a new File each try: a File is read once
             kwargs = {**kwargs, "attachments": [discord.File(io.BytesIO(attach), filename="reasoning.txt")]}
         try:
-            await message.edit(**kwargs)  # type: ignore[arg-type]
+            await self._editable(message).edit(**kwargs)  # type: ignore[arg-type]
         except discord.NotFound:
             log.info("an answer message was deleted; going on without it", message=message.id)

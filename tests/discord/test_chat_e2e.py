@@ -390,3 +390,22 @@ async def test_the_stop_button_is_there_before_the_first_word(bot: Harness) -> N
     inter = await d.slash("chat", {"prompt": "And you?"}, user_id=bot.user, channel_id=d.text_channel_id)
     await d.wait_for(lambda: inter.message is not None and "Thinking" in inter.message.content
                      and bool(inter.message.components), timeout=1.5)
+
+
+async def test_an_answer_longer_than_the_interaction_token_lives_goes_on_through_the_channel(
+        harness: Harness) -> None:
+    harness.discord.interaction_api.token_lifetime = 3.0  # Discord's is 15 minutes
+    harness.overrides["interaction_token_seconds"] = 3.0
+    await harness.start()
+    d = harness.discord
+    harness.openrouter.tokens_per_second = 25
+    harness.openrouter.reply_text = "tick " * 120  # about 5 s of streaming
+    inter = await d.slash("chat", {"prompt": "Count slowly"}, user_id=harness.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "tick tick" in inter.message.content)
+    await d.wait_for(lambda: inter.message is not None and "\n-# " in inter.message.content, timeout=20)
+    final = inter.message
+    assert final is not None and final.content.startswith("tick tick") and "▌" not in final.content
+    assert final.components == []
+    channel_edits = [p for _, m, p, s in d.request_log
+                     if m == "PATCH" and p.endswith(f"/channels/{d.text_channel_id}/messages/{final.id}") and s == 200]
+    assert channel_edits  # after the token's time, through the channel; no 401 (the harness checks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ class ChatCog(commands.Cog):
         return choices[:25]
 
     def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
-                  rejected: Sequence[Rejected]) -> DiscordAnswerView:
+                  rejected: Sequence[Rejected], interaction: bool = False) -> DiscordAnswerView:
         async def send_more(text: str) -> discord.Message:
             return await channel.send(text, allowed_mentions=NO_MENTIONS)
 
@@ -107,7 +108,13 @@ class ChatCog(commands.Cog):
             interval=self.settings.stream_edit_interval_seconds, show_reasoning=self.settings.show_reasoning,
             stop_view=StopView(self), notices=[r.message() for r in rejected],
             final_retry_budget=self.settings.final_edit_retry_seconds,
+            first_via_channel=(channel, self.token_deadline()) if interaction else None,
         )
+
+    def token_deadline(self) -> float:
+        """When to stop editing an interaction's response with its token (a margin before it expires)."""
+        lifetime = self.settings.interaction_token_seconds
+        return asyncio.get_running_loop().time() + lifetime - min(60.0, lifetime / 5)
 
     async def run_answer(self, conversation: Conversation, *, author_id: int, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
@@ -157,7 +164,7 @@ class ChatCog(commands.Cog):
             return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
-                              rejected=rejected)
+                              rejected=rejected, interaction=True)
         await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None)
