@@ -23,13 +23,21 @@ def file_part(filename: str, data_url: str) -> dict[str, Any]:
 
 
 def to_decimal(value: Any) -> Decimal | None:
-    """A price or cost as an exact Decimal; floats go through their shortest text form."""
-    if value is None or value == "":
+    """A price or cost as an exact Decimal; floats go through their shortest text form. None when it
+    is not a finite number (`NaN`, `Infinity`, text, a boolean...)."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
-        return Decimal(value) if isinstance(value, str) else Decimal(str(value))
+        number = Decimal(value) if isinstance(value, str) else Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
+
+
+def to_cost(value: Any) -> Decimal | None:
+    """A charge in USD: a finite number that is not negative, else None (unreadable)."""
+    number = to_decimal(value)
+    return number if number is not None and number >= 0 else None
 
 
 @dataclass(slots=True)
@@ -100,7 +108,7 @@ class Usage:
             total_tokens=int(raw.get("total_tokens") or 0),
             reasoning_tokens=int(details.get("reasoning_tokens") or 0),
             cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-            cost=to_decimal(raw.get("cost")),
+            cost=to_cost(raw.get("cost")),
             is_byok=bool(raw.get("is_byok")),
         )
 
@@ -241,7 +249,7 @@ class GenerationStats:
     """`GET /generation`: what a finished generation really cost and who served it."""
 
     id: str
-    total_cost: Decimal
+    total_cost: Decimal | None  # None: OpenRouter sent no readable cost
     model: str | None
     provider: str | None
     prompt_tokens: int | None
@@ -260,7 +268,7 @@ class GenerationStats:
 
         return cls(
             id=str(data.get("id") or ""),
-            total_cost=to_decimal(data.get("total_cost")) or Decimal(0),
+            total_cost=to_cost(data.get("total_cost")),
             model=data.get("model"),
             provider=data.get("provider_name"),
             prompt_tokens=opt_int("tokens_prompt"),

@@ -78,6 +78,10 @@ def test_cost_floats_become_their_exact_decimal_text() -> None:
     assert to_decimal(0.0001025) == Decimal("0.0001025")
     assert to_decimal("0.000003") == Decimal("0.000003")
     assert to_decimal(None) is None and to_decimal("n/a") is None
+    assert to_decimal("NaN") is None and to_decimal(float("nan")) is None and to_decimal("-Infinity") is None
+    assert to_decimal(True) is None
+    assert Usage.from_wire({"cost": "NaN"}).cost is None and Usage.from_wire({"cost": -1}).cost is None
+    assert GenerationStats.from_wire({"data": {"id": "g", "total_cost": "oops"}}).total_cost is None
     usage = Usage.from_wire({"prompt_tokens": 1, "completion_tokens": 2, "cost": 0})
     assert usage.cost == 0 and usage.total_tokens == 0
 
