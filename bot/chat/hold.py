@@ -22,7 +22,7 @@ class BudgetHolds:
     async def take(self, plan: AnswerPlan) -> Reservation | QuotaRefusal:
         return await self.quotas.reserve(
             guild_id=plan.conversation.guild_id, user_id=plan.question.author_id or 0,
-            model=plan.request_plan.model, pricing=Pricing.worst_of(plan.candidates),
+            model=plan.request_plan.model, pricing=Pricing.worst_of(plan.candidates, plan.price_stand_ins),
             prompt_tokens=plan.context.prompt_tokens, images=plan.images, max_tokens=plan.max_tokens)
 
     async def link(self, reservation: Reservation, turn_id: int) -> None:

@@ -333,3 +333,24 @@ async def test_chat_in_an_ordinary_thread_makes_that_thread_the_conversation(bot
     assert len(d.threads) == 1
     body = bot.openrouter.chat_requests()[-1].json()
     assert [m["content"] for m in body["messages"][1:]] == ["start here", "Echo: start here", "and go on"]
+
+
+async def test_models_command_shows_variable_prices_never_as_free(harness: Harness) -> None:
+    harness.openrouter.models += [
+        {"id": "acme/router", "name": "Acme Router", "context_length": 100000,
+         "pricing": {"prompt": "-1", "completion": "-1"}},
+        {"id": "acme/unlisted", "name": "Acme Unlisted", "context_length": 8000},
+        {"id": "acme/gift:free", "name": "Acme Gift", "context_length": 8000,
+         "pricing": {"prompt": "0", "completion": "0"}},
+    ]
+    harness.overrides["default_allowed_models"] = ["acme/*"]
+    await harness.start()
+    d = harness.discord
+    inter = await d.slash("models", {"search": "acme"}, user_id=harness.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and bool(inter.message.embeds))
+    assert inter.message is not None
+    lines = json.loads(json.dumps(inter.message.embeds))[0]["description"].split("\n\n")
+    shown = {line.split("`")[1]: line for line in lines}
+    assert "variable price" in shown["acme/router"] and "free" not in shown["acme/router"]
+    assert "variable price" in shown["acme/unlisted"] and "free" not in shown["acme/unlisted"]
+    assert "in free / out free" in shown["acme/gift:free"]

@@ -1,0 +1,104 @@
+"""Money through the real core (SQLite + the local OpenRouter): unknown and variable prices, the price
+cap sent to OpenRouter, worst-case holds, and answers cut before their first token."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from bot.money import to_nusd
+from bot.server_config import QuotaScope
+from tests.core_harness import CoreParts, RecordingView
+from tests.fakes.openrouter_server import SSEReply
+from tests.openrouter.conftest import assert_valid_chat_request
+
+ROUTER = {"id": "acme/router", "name": "Acme Router", "context_length": 100000,
+          "pricing": {"prompt": "-1", "completion": "-1"}}  # how OpenRouter lists variable-priced routers
+UNLISTED = {"id": "acme/unlisted", "name": "Acme Unlisted", "context_length": 8000}  # no pricing at all
+FREE = {"id": "acme/gift:free", "name": "Acme Gift", "context_length": 8000,
+        "pricing": {"prompt": "0", "completion": "0"}}
+GPT4O_CAP = {"prompt": "2.5", "completion": "10", "request": "0", "image": "0"}  # the dearest of openai/*
+
+
+def answer_costing(cost: str, gen_id: str, model: str = "acme/router") -> SSEReply:
+    chunk = {"id": gen_id, "model": model, "choices": [{"index": 0, "delta": {"content": "Hi!"},
+                                                        "finish_reason": "stop"}]}
+    usage = {"id": gen_id, "model": model, "choices": [],
+             "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost": float(cost)}}
+    return SSEReply(events=[f"data: {json.dumps(chunk)}\n\n", f"data: {json.dumps(usage)}\n\n", "data: [DONE]\n\n"])
+
+
+async def ask(parts: CoreParts, model: str, text: str = "Hello there") -> RecordingView:
+    conversations = parts.core.conversations
+    conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model=model, title="t")
+    view = RecordingView()
+    await conversations.ask(conv, author_id=3, content=text, message_id=None, channel_id=2, attachments=(), view=view)
+    return view
+
+
+async def holds(parts: CoreParts) -> list[tuple[Any, ...]]:
+    rows = await parts.db.fetchall("SELECT amount_nusd, settled_nusd, settled_from FROM reservations ORDER BY id")
+    return [tuple(r) for r in rows]
+
+
+async def allow(parts: CoreParts, *patterns: str, only: bool = False) -> None:
+    config = parts.core.server_config
+    for pattern in patterns:
+        await config.allow_model(1, pattern, actor=9)
+    if only:
+        for pattern in set((await config.patterns(1))[0]) - set(patterns):
+            await config.remove_model(1, pattern, actor=9)
+
+
+async def test_a_variable_priced_model_holds_the_dearest_allowed_price_and_caps_openrouter(parts: CoreParts) -> None:
+    """The issue's case: a server quota of $0.01 and answers costing $0.05 each on a router priced "-1".
+    Before, the hold was $0 and all three went through; now the first is held at the dearest allowed
+    price and capped there, and once the quota is spent the others are refused."""
+    parts.fake.models += [ROUTER, UNLISTED]
+    await allow(parts, "acme/*")
+    await parts.core.server_config.set_quota(1, QuotaScope.SERVER, Decimal("0.01"), actor=9)
+    parts.fake.script("chat", *(answer_costing("0.05", f"gen-router-{n}") for n in range(3)))
+    outcomes = [(await ask(parts, model)).outcome for model in ("acme/router", "acme/unlisted", "acme/router")]
+    assert [o.status if o else None for o in outcomes] == ["complete", "refused", "refused"]
+    assert "This server has used $0.05 of its $0.01" in (outcomes[1].error_message or "")  # type: ignore[union-attr]
+    [(held, settled, source)] = await holds(parts)
+    assert held > 0 and (settled, source) == (to_nusd(Decimal("0.05")), "usage")
+    [request] = parts.fake.chat_requests()
+    body = request.json()
+    assert_valid_chat_request(body)
+    assert body["provider"]["max_price"] == GPT4O_CAP
+
+
+async def test_an_unknown_price_with_nothing_priced_allowed_is_refused_under_a_quota(parts: CoreParts) -> None:
+    parts.fake.models += [ROUTER]
+    await allow(parts, "acme/router", only=True)
+    view = await ask(parts, "acme/router")
+    assert view.outcome is not None and view.outcome.status == "refused"
+    assert "does not list a fixed price for `acme/router`" in (view.outcome.error_message or "")
+    assert await holds(parts) == [] and parts.fake.chat_requests() == []
+
+
+async def test_a_truly_free_model_holds_nothing_and_may_only_be_served_free(parts: CoreParts) -> None:
+    parts.fake.models += [FREE]
+    await allow(parts, "acme/gift:free")
+    parts.fake.script("chat", answer_costing("0", "gen-free", "acme/gift:free"))
+    view = await ask(parts, "acme/gift:free")
+    assert view.outcome is not None and view.outcome.status == "complete"
+    assert await holds(parts) == [(0, 0, "usage")]
+    body = parts.fake.chat_requests()[0].json()
+    assert_valid_chat_request(body)
+    assert body["provider"]["max_price"] == {"prompt": "0", "completion": "0", "request": "0", "image": "0"}
+
+
+async def test_a_provider_sort_never_lets_openrouter_bill_above_the_hold(parts: CoreParts) -> None:
+    """With `sort: throughput` OpenRouter may pick a dearer provider than the catalogue's price: the
+    request carries the held prices as `provider.max_price`, in OpenRouter's units (USD per million)."""
+    await parts.core.server_config.set_providers(1, actor=9, sort="throughput")
+    view = await ask(parts, "openai/gpt-4o")
+    assert view.outcome is not None and view.outcome.status == "complete"
+    body = parts.fake.chat_requests()[0].json()
+    assert_valid_chat_request(body)
+    assert body["provider"] == {"sort": "throughput", "max_price": GPT4O_CAP}
+    await ask(parts, "openrouter/auto")  # the auto router may pick any allowed model: capped at the dearest
+    assert parts.fake.chat_requests()[1].json()["provider"]["max_price"] == GPT4O_CAP
