@@ -4,12 +4,18 @@ cap sent to OpenRouter, worst-case holds, and answers cut before their first tok
 from __future__ import annotations
 
 import json
+import zlib
 from decimal import Decimal
 from typing import Any
 
+from bot.chat.context import PDF_TOKENS_PER_PAGE
+from bot.chat.plan import AnswerPlan
 from bot.money import to_nusd
+from bot.quotas import PDF_PARSER_FEE_PER_PAGE, Reservation
 from bot.server_config import QuotaScope
-from tests.core_harness import CoreParts, RecordingView
+from bot.states import AttachmentKind
+from bot.store.conversations import StoredAttachment
+from tests.core_harness import CoreParts, RecordingView, conversation_with_question
 from tests.fakes.openrouter_server import SSEReply
 from tests.openrouter.conftest import assert_valid_chat_request
 
@@ -102,3 +108,55 @@ async def test_a_provider_sort_never_lets_openrouter_bill_above_the_hold(parts: 
     assert body["provider"] == {"sort": "throughput", "max_price": GPT4O_CAP}
     await ask(parts, "openrouter/auto")  # the auto router may pick any allowed model: capped at the dearest
     assert parts.fake.chat_requests()[1].json()["provider"]["max_price"] == GPT4O_CAP
+
+
+# -- worst-case holds -----------------------------------------------------------------------------------
+
+
+def pdf(pages: int, *, compressed: bool = False) -> bytes:
+    """A small PDF with `pages` page objects, in the file or (PDF 1.5+) in a compressed object stream."""
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>"
+    head = b"%%PDF-1.5\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Count %d >> endobj\n"
+    if compressed:
+        body = zlib.compress(b"\n".join([page] * pages))
+        objects = (b"3 0 obj << /Type /ObjStm /N %d /First 0 /Filter /FlateDecode /Length %d >>\nstream\n"
+                   % (pages, len(body)) + body + b"\nendstream\nendobj\n")
+    else:
+        objects = b"".join(b"%d 0 obj %s endobj\n" % (3 + n, page) for n in range(pages))
+    return head % pages + objects + b"%%EOF\n"
+
+
+async def hold_for(parts: CoreParts, text: str, model: str = "openai/gpt-4o",
+                   attachments: tuple[StoredAttachment, ...] = ()) -> Decimal:
+    conversation, question = await conversation_with_question(parts, text, model=model, attachments=attachments)
+    plan = await parts.core.conversations.pipeline.planner.plan(conversation, question)
+    assert isinstance(plan, AnswerPlan)
+    hold = await parts.core.conversations.pipeline.holds.take(plan)
+    assert isinstance(hold, Reservation)
+    return hold.amount
+
+
+def price(parts: CoreParts, model: str) -> tuple[Decimal, Decimal]:
+    info = parts.core.models.catalogue.get(model)
+    assert info is not None
+    return info.prompt_price, info.completion_price
+
+
+async def test_a_rare_script_is_held_at_a_token_per_byte(parts: CoreParts) -> None:
+    """Old Persian takes 4 bytes a character, and byte-level tokenizers up to a token a byte."""
+    text = "\U000103a0" * 1000
+    amount = await hold_for(parts, text)
+    prompt, completion = price(parts, "openai/gpt-4o")
+    assert amount >= prompt * 4 * 1000 + completion * 500
+
+
+async def test_a_pdf_is_held_by_its_pages_with_the_parser_fee_for_a_model_that_does_not_read_pdfs(
+        parts: CoreParts) -> None:
+    data = pdf(40, compressed=True)  # 40 pages in well under 1 KB: 12 tokens a KB would say 12 tokens
+    attachment = (StoredAttachment("report.pdf", "application/pdf", AttachmentKind.PDF, len(data), data=data),)
+    native = await hold_for(parts, "Summarise", attachments=attachment)  # gpt-4o reads PDFs itself
+    prompt, completion = price(parts, "openai/gpt-4o")
+    assert native >= prompt * 40 * PDF_TOKENS_PER_PAGE + completion * 500
+    parsed = await hold_for(parts, "Summarise", model="openai/gpt-3.5-turbo", attachments=attachment)
+    prompt, completion = price(parts, "openai/gpt-3.5-turbo")
+    assert parsed >= prompt * 40 * PDF_TOKENS_PER_PAGE + completion * 500 + 40 * PDF_PARSER_FEE_PER_PAGE
