@@ -3,6 +3,7 @@ cap sent to OpenRouter, worst-case holds, and answers cut before their first tok
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from decimal import Decimal
@@ -160,3 +161,51 @@ async def test_a_pdf_is_held_by_its_pages_with_the_parser_fee_for_a_model_that_d
     parsed = await hold_for(parts, "Summarise", model="openai/gpt-3.5-turbo", attachments=attachment)
     prompt, completion = price(parts, "openai/gpt-3.5-turbo")
     assert parsed >= prompt * 40 * PDF_TOKENS_PER_PAGE + completion * 500 + 40 * PDF_PARSER_FEE_PER_PAGE
+
+
+# -- answers cut before their first token -----------------------------------------------------------------
+
+
+def stalled(gen_id: str, **faults: Any) -> SSEReply:
+    """Headers naming the generation, a keep-alive comment, then nothing for a long while."""
+    late = {"id": gen_id, "choices": [{"index": 0, "delta": {"content": "late"}, "finish_reason": "stop"}]}
+    return SSEReply(events=[": OPENROUTER PROCESSING\n\n", f"data: {json.dumps(late)}\n\n"], interval=30,
+                    generation_id=gen_id, **faults)
+
+
+async def saved_generation(parts: CoreParts) -> str | None:
+    row = await parts.db.fetchone("SELECT generation_id FROM turns WHERE role = 'assistant'")
+    return row[0] if row else None
+
+
+async def test_an_answer_stopped_before_its_first_token_is_settled_through_generation(parts: CoreParts) -> None:
+    parts.fake.script("chat", stalled("gen-early"))
+    parts.fake.generations["gen-early"] = {"id": "gen-early", "total_cost": 0.0004, "cancelled": True}
+    conversations = parts.core.conversations
+    conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o", title="t")
+    view = RecordingView()
+    asking = asyncio.create_task(conversations.ask(conv, author_id=3, content="Hi", message_id=None, channel_id=2,
+                                                   attachments=(), view=view))
+    async with asyncio.timeout(10):
+        while await saved_generation(parts) is None:  # saved on the turn at once: a crash now still knows it
+            await asyncio.sleep(0.01)
+    assert await saved_generation(parts) == "gen-early" and view.content == []
+    turn_id = (await parts.db.fetchone("SELECT id FROM turns WHERE role = 'assistant'"))[0]
+    assert conversations.pipeline.active.stop(turn_id, by=3)  # the Stop button
+    outcome = await asyncio.wait_for(asking, 10)
+    assert outcome.status == "stopped" and outcome.content == ""
+    assert (outcome.cost, outcome.cost_source) == (Decimal("0.0004"), "generation")
+    [(_, settled, source)] = await holds(parts)
+    assert (settled, source) == (400_000, "generation")
+
+
+async def test_an_answer_failing_before_its_first_token_is_settled_through_generation(parts: CoreParts) -> None:
+    """Four dropped connections (the first try and three retries), each after the headers: the last
+    generation is looked up rather than settled at $0."""
+    parts.fake.script("chat", *(stalled(f"gen-drop-{n}", drop_after=1) for n in range(4)))
+    parts.fake.generations["gen-drop-3"] = {"id": "gen-drop-3", "total_cost": 0.0002, "cancelled": True}
+    view = await ask(parts, "openai/gpt-4o")
+    assert view.outcome is not None and view.outcome.status == "error" and view.outcome.content == ""
+    assert (view.outcome.cost, view.outcome.cost_source) == (Decimal("0.0002"), "generation")
+    assert [(settled, source) for _, settled, source in await holds(parts)] == [(200_000, "generation")]
+    assert await saved_generation(parts) == "gen-drop-3"
