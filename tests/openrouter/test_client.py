@@ -285,16 +285,16 @@ async def test_the_generation_id_is_known_from_the_headers_before_any_token(fake
     fake.script("chat", SSEReply(events=[b": OPENROUTER PROCESSING\n\n", content], interval=10,
                                  generation_id="gen-from-headers"))
     told: list[tuple[str, str | None]] = []
+    heard = asyncio.Event()
 
     async def on_generation(generation_id: str) -> None:
         told.append((generation_id, stream.completion.generation_id))  # already on the completion
+        heard.set()
 
     stream = client.stream_chat(simple(), on_generation=on_generation)
     async with stream:
         reading = asyncio.create_task(anext(aiter(stream)))
-        async with asyncio.timeout(5):
-            while not told:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(heard.wait(), 5)
         reading.cancel()  # a Stop before the first token
         with pytest.raises(asyncio.CancelledError):
             await reading
