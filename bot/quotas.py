@@ -9,7 +9,7 @@ replaced by the real cost. Months are calendar months in UTC; the clock is injec
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,7 +17,7 @@ from decimal import Decimal
 from bot.costs import affordable_completion_tokens, estimate_cost
 from bot.logs import get_logger
 from bot.money import from_nusd, to_nusd, usd
-from bot.openrouter.types import ModelInfo
+from bot.openrouter.types import MaxPrice, ModelInfo
 from bot.states import CostSource
 from bot.store.guilds import GuildRepo
 from bot.store.spend import GUILD_ROW, Held, OpenReservation, Settled, Short, SpendRepo
@@ -25,6 +25,9 @@ from bot.store.spend import GUILD_ROW, Held, OpenReservation, Settled, Short, Sp
 log = get_logger(__name__)
 DM_GUILD = 0
 MIN_ANSWER_TOKENS = 32
+PER_MILLION = 1_000_000
+# OpenRouter's mistral-ocr engine: $2 per 1,000 pages, $2.20 on its US regional endpoint (the dearer is held).
+PDF_PARSER_FEE_PER_PAGE = Decimal("0.0022")
 
 
 def month_key(now: datetime) -> str:
@@ -47,23 +50,41 @@ def reset_text(now: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Pricing:
-    """Worst-case prices (USD per unit) over every model a request may end up on."""
+    """Worst-case prices (USD per unit) over every model a request may end up on.
+
+    `pdf_page` is the PDF parser's fee per page, when a model that does not read PDFs itself may
+    answer: OpenRouter then parses them with its default engine (mistral-ocr), which charges per page.
+    """
 
     prompt: Decimal
     completion: Decimal
     request: Decimal = Decimal(0)
     image: Decimal = Decimal(0)
+    pdf_page: Decimal = Decimal(0)
 
     @classmethod
-    def worst_of(cls, models: list[ModelInfo]) -> Pricing:
-        return cls(max(m.worst_prompt_price for m in models), max(m.worst_completion_price for m in models),
-                   max(m.request_price for m in models), max(m.image_price for m in models))
+    def worst_of(cls, models: Sequence[ModelInfo], stand_ins: Sequence[ModelInfo] = ()) -> Pricing | None:
+        """The dearest prices among `models`. A model whose price is unknown or variable is stood in for
+        by the dearest of `stand_ins` (the allowed models); None when no price is known at all."""
+        priced = [m for m in models if m.priced]
+        if len(priced) < len(models):
+            priced += [m for m in stand_ins if m.priced]
+        if not priced:
+            return None
+        parser_fee = PDF_PARSER_FEE_PER_PAGE if any(not m.reads_files for m in models) else Decimal(0)
+        return cls(max(m.worst_prompt_price for m in priced), max(m.worst_completion_price for m in priced),
+                   max(m.request_price for m in priced), max(m.image_price for m in priced), parser_fee)
 
     def as_model(self) -> ModelInfo:
         return ModelInfo(id="(worst case)", name="", context_length=0, max_completion_tokens=None,
                          prompt_price=self.prompt, completion_price=self.completion, request_price=self.request,
                          image_price=self.image, input_modalities=(), output_modalities=(),
                          supported_parameters=frozenset())
+
+    def cap(self) -> MaxPrice:
+        """These prices as OpenRouter's `provider.max_price`, so that no provider bills above them."""
+        return MaxPrice(prompt=self.prompt * PER_MILLION, completion=self.completion * PER_MILLION,
+                        request=self.request, image=self.image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +95,7 @@ class Reservation:
     amount: Decimal
     max_tokens: int
     lowered: bool  # max_tokens was lowered to fit the budget
+    price_cap: MaxPrice | None = None  # the prices held, when a quota applies: sent as `provider.max_price`
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +162,36 @@ class QuotaService:
             return f"This server has used {spent} of its {quota} {when}."
         return f"You have used {spent} of your {quota} {when}."
 
-    async def reserve(self, *, guild_id: int | None, user_id: int, model: str, pricing: Pricing,
-                      prompt_tokens: int, images: int, max_tokens: int) -> Reservation | QuotaRefusal:
+    async def reserve(self, *, guild_id: int | None, user_id: int, model: str, pricing: Pricing | None,
+                      prompt_tokens: int, images: int, max_tokens: int, pdf_pages: int = 0
+                      ) -> Reservation | QuotaRefusal:
+        """Hold the worst case of a request at `pricing` (None: unknown) against both budgets, atomically."""
         now = self.clock()
         limits = await self.limits(guild_id)
-        worst = pricing.as_model()
+        limited = limits.guild_quota is not None or limits.member_quota is not None
+        if pricing is None and limited:
+            return QuotaRefusal(f"OpenRouter does not list a fixed price for `{model}`, so it cannot be used while "
+                                f"a spending limit applies here. Pick a model with a listed price with `/model`.")
+        worst = (pricing or Pricing(Decimal(0), Decimal(0))).as_model()
+        fees = pricing.pdf_page * pdf_pages if pricing else Decimal(0)
         chosen = {"max_tokens": max_tokens}
+
+        def cost(tokens: int) -> int:
+            amount = estimate_cost(worst, prompt_tokens=prompt_tokens, completion_tokens=tokens, images=images,
+                                   fees=fees)
+            assert amount is not None  # the worst case is always priced
+            return to_nusd(amount)
 
         def size(available: int | None) -> int | None:
             if available is None:
-                return to_nusd(estimate_cost(worst, prompt_tokens=prompt_tokens, completion_tokens=max_tokens,
-                                             images=images))
+                return cost(max_tokens)
             affordable = affordable_completion_tokens(worst, from_nusd(available), prompt_tokens=prompt_tokens,
-                                                      images=images)
+                                                      images=images, fees=fees)
             tokens = min(max_tokens, affordable)
             if tokens < min(MIN_ANSWER_TOKENS, max_tokens):
                 return None
             chosen["max_tokens"] = tokens
-            amount = to_nusd(estimate_cost(worst, prompt_tokens=prompt_tokens, completion_tokens=tokens,
-                                           images=images))
+            amount = cost(tokens)
             return min(amount, available) if amount - available <= 1 else amount
 
         result = await self.spend.reserve(
@@ -170,7 +203,8 @@ class QuotaService:
             return QuotaRefusal(self.refusal_text(result, now))
         assert isinstance(result, Held)
         return Reservation(result.id, guild_id or DM_GUILD, user_id, from_nusd(result.amount_nusd),
-                           chosen["max_tokens"], chosen["max_tokens"] < max_tokens)
+                           chosen["max_tokens"], chosen["max_tokens"] < max_tokens,
+                           pricing.cap() if pricing is not None and limited else None)
 
     async def link_turn(self, reservation: Reservation, turn_id: int) -> None:
         await self.spend.link_turn(reservation.id, turn_id)

@@ -210,3 +210,33 @@ async def test_a_cost_above_its_hold_is_counted_and_shown_to_moderators(db: Data
     assert (report.over_holds, report.over_holds_by) == (1, Decimal("0.0021"))
     assert report.guild_spent == held.amount + Decimal("0.0021") + fine.amount / 2  # the extra still counts
     assert (await quotas.usage(1, 7, details=False)).over_holds == 0  # members do not see it
+
+
+async def test_an_unknown_price_is_refused_under_a_quota_and_never_capped_without_one(db: Database) -> None:
+    refused = await service(db, Clock(NOV)).reserve(guild_id=1, user_id=7, model="acme/router", pricing=None,
+                                                    prompt_tokens=10, images=0, max_tokens=100)
+    assert isinstance(refused, QuotaRefusal) and "does not list a fixed price for `acme/router`" in refused.message
+    unlimited = service(db, Clock(NOV), guild=None, member=None)
+    held = await unlimited.reserve(guild_id=1, user_id=7, model="acme/router", pricing=None, prompt_tokens=10,
+                                   images=0, max_tokens=100)
+    assert isinstance(held, Reservation) and held.amount == 0 and held.price_cap is None
+    capped = await service(db, Clock(NOV)).reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING,
+                                                   prompt_tokens=10, images=0, max_tokens=100)
+    assert isinstance(capped, Reservation) and capped.price_cap is not None
+    assert capped.price_cap.to_body() == {"prompt": "1", "completion": "2", "request": "0", "image": "0"}
+
+
+def test_the_worst_case_stands_in_the_dearest_allowed_price_for_an_unknown_one() -> None:
+    from bot.openrouter.types import ModelInfo
+
+    def model(model_id: str, prompt: str, completion: str, modalities: tuple[str, ...] = ("text", "file")
+              ) -> ModelInfo:
+        return ModelInfo.from_wire({"id": model_id, "pricing": {"prompt": prompt, "completion": completion},
+                                    "architecture": {"input_modalities": list(modalities)}})
+
+    router, cheap = model("r/x", "-1", "-1"), model("c/x", "0.000001", "0.000002")
+    dear = model("d/x", "0.00001", "0.00003")
+    assert Pricing.worst_of([cheap]) == Pricing(Decimal("0.000001"), Decimal("0.000002"))
+    assert Pricing.worst_of([router]) is None and Pricing.worst_of([router], [router]) is None
+    assert Pricing.worst_of([router, cheap], [cheap, dear]) == Pricing(Decimal("0.00001"), Decimal("0.00003"))
+    assert Pricing.worst_of([cheap], [dear]) == Pricing(Decimal("0.000001"), Decimal("0.000002"))  # known: kept

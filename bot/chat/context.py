@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +17,15 @@ from bot.states import AttachmentKind, TurnStatus
 from bot.store.conversations import Turn
 
 IMAGE_TOKENS = 1_100  # a conservative guess for one image; providers count 85–1,600
-PDF_TOKENS_PER_KB = 12
+PDF_TOKENS_PER_KB = 12  # realistic, for trimming; a hold counts pages (`worst_case_prompt`)
+# Worst cases, for holds: a model reading a PDF natively sees each page's text and an image of it
+# (Anthropic documents 1,500–3,000 text tokens a page plus the page image; others count less).
+PDF_TOKENS_PER_PAGE = 5_000
+PDF_BYTES_PER_PAGE = 2_048  # pages assumed when none can be counted (encrypted, unreadable)
+PAGE_OBJECT = re.compile(rb"/Type\s*/Page(?![A-Za-z0-9])")  # a page, not the `/Pages` tree
+OBJECT_STREAM = re.compile(rb"/Type\s*/ObjStm\b")
+STREAM_START = re.compile(rb"stream\r?\n")
+MAX_INFLATED = 64 * 1024 * 1024
 MESSAGE_OVERHEAD = 4
 ANSWERABLE = frozenset({TurnStatus.COMPLETE, TurnStatus.STOPPED, TurnStatus.INTERRUPTED, TurnStatus.ERROR})
 
@@ -39,6 +51,57 @@ def estimate_tokens(message: Message) -> int:
         elif kind == "file":
             tokens += PDF_TOKENS_PER_KB * (len(part["file"].get("file_data", "")) * 3 // 4 // 1024 + 1)
     return tokens
+
+
+def pdf_pages(data: bytes) -> int:
+    """Pages in a PDF, counted generously: its page objects, in the file and in its compressed object
+    streams (PDF 1.5+ keeps them there); a page per `PDF_BYTES_PER_PAGE` when none can be read."""
+    pages = len(PAGE_OBJECT.findall(data))
+    for found in OBJECT_STREAM.finditer(data):
+        start = STREAM_START.search(data, found.end())
+        end = data.find(b"endstream", start.end()) if start else -1
+        if start is None or end < 0:
+            continue
+        try:
+            pages += len(PAGE_OBJECT.findall(zlib.decompressobj().decompress(data[start.end():end], MAX_INFLATED)))
+        except zlib.error:
+            continue
+    return pages or max(1, math.ceil(len(data) / PDF_BYTES_PER_PAGE))
+
+
+def file_bytes(part: dict[str, Any]) -> bytes:
+    """The bytes of a `file` part's data URL (empty when it has none or they do not decode)."""
+    url = str(part["file"].get("file_data", ""))
+    try:
+        return base64.b64decode(url.partition(",")[2] if url.startswith("data:") else url)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+@dataclass(frozen=True, slots=True)
+class WorstPrompt:
+    tokens: int
+    pdf_pages: int
+
+
+def worst_case_prompt(messages: Sequence[Message]) -> WorstPrompt:
+    """What a prompt may cost at most, for a hold: a token per byte of text (byte-level tokenizers
+    spend up to 4 on a character of a rare script) and `PDF_TOKENS_PER_PAGE` for every PDF page."""
+    tokens = pages = 0
+    for message in messages:
+        content: Any = message.get("content")
+        tokens += MESSAGE_OVERHEAD
+        for part in [text_part(content)] if isinstance(content, str) else content or ():
+            kind = part.get("type")
+            if kind == "text":
+                tokens += len(part["text"].encode())
+            elif kind == "image_url":
+                tokens += IMAGE_TOKENS
+            elif kind == "file":
+                found = pdf_pages(file_bytes(part))
+                pages += found
+                tokens += found * PDF_TOKENS_PER_PAGE
+    return WorstPrompt(tokens, pages)
 
 
 def count_images(messages: Sequence[Message]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from bot.chat.context import worst_case_prompt
 from bot.chat.plan import AnswerPlan
 from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation
 from bot.states import CostSource
@@ -20,10 +21,13 @@ class BudgetHolds:
         self.quotas = quotas
 
     async def take(self, plan: AnswerPlan) -> Reservation | QuotaRefusal:
+        """Hold the worst case: the dearest prices, the prompt counted a token per byte and PDFs by
+        their pages (with the PDF parser's fee when a model that does not read PDFs may answer)."""
+        prompt = worst_case_prompt(plan.context.messages)
         return await self.quotas.reserve(
             guild_id=plan.conversation.guild_id, user_id=plan.question.author_id or 0,
-            model=plan.request_plan.model, pricing=Pricing.worst_of(plan.candidates),
-            prompt_tokens=plan.context.prompt_tokens, images=plan.images, max_tokens=plan.max_tokens)
+            model=plan.request_plan.model, pricing=Pricing.worst_of(plan.candidates, plan.price_stand_ins),
+            prompt_tokens=prompt.tokens, images=plan.images, max_tokens=plan.max_tokens, pdf_pages=prompt.pdf_pages)
 
     async def link(self, reservation: Reservation, turn_id: int) -> None:
         await self.quotas.link_turn(reservation, turn_id)

@@ -92,7 +92,8 @@ class AnswerPipeline:
         record are retried until they land; the view is finished whatever the store says."""
         view = active.view
         try:
-            streamed = await self.streamer.run(plan.request(reservation.max_tokens), view, active)
+            request = plan.request(reservation.max_tokens, reservation.price_cap)
+            streamed = await self.streamer.run(request, view, active)
             cost, source = await self.settler.cost_of(streamed.completion, plan.model,
                                                       prompt_tokens=plan.context.prompt_tokens, images=plan.images)
         except BaseException:

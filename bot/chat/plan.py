@@ -6,12 +6,13 @@ to the smallest context window among the candidate models, and the vision check.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 from bot.chat.context import BuiltContext, build_context, count_images
 from bot.openrouter.errors import OpenRouterError
-from bot.openrouter.types import ChatRequest, ModelInfo
+from bot.openrouter.types import ChatRequest, MaxPrice, ModelInfo, ProviderPreferences
 from bot.policy import AUTO_MODEL, GuildPolicy, Planned, Refusal, RequestPlan
 from bot.states import AttachmentKind
 from bot.store.conversations import Conversation, ConversationRepo, Turn
@@ -38,18 +39,25 @@ class AnswerPlan:
     context: BuiltContext
     max_tokens: int  # before the budget has its say
     notices: tuple[str, ...] = ()
+    # the allowed models, when a candidate's price is unknown: the hold takes the dearest of them
+    price_stand_ins: tuple[ModelInfo, ...] = ()
 
     @property
     def images(self) -> int:
         return count_images(self.context.messages)
 
-    def request(self, max_tokens: int) -> ChatRequest:
+    def request(self, max_tokens: int, max_price: MaxPrice | None = None) -> ChatRequest:
+        """The request, with the budget's `max_tokens` and, when a quota applies, the prices held as
+        `provider.max_price` (no provider may bill above the hold)."""
         plan = self.request_plan
+        provider = plan.provider
+        if max_price is not None:
+            provider = dataclasses.replace(provider or ProviderPreferences(), max_price=max_price)
         return ChatRequest(
             model=plan.model,
             messages=self.context.messages,
             models=[m for m in plan.fallback_models if m != plan.model] or None,
-            provider=plan.provider,
+            provider=provider,
             plugins=list(plan.plugins) or None,
             max_tokens=max_tokens,
             user=pseudonymous_user(self.question.author_id),
@@ -104,7 +112,10 @@ class AnswerPlanner:
             await self.repo.mark_trim_notified(conversation.id)
             notices = (f"The oldest {built.dropped_turns} message(s) of this conversation no longer fit the "
                        f"model's context window, so the model no longer sees them.",)
-        return AnswerPlan(conversation, current, planned.plan, planned.candidates, model, built, max_tokens, notices)
+        stand_ins = () if all(c.priced for c in planned.candidates) else \
+            tuple(await self.policy.allowed_models(conversation.guild_id))
+        return AnswerPlan(conversation, current, planned.plan, planned.candidates, model, built, max_tokens, notices,
+                          stand_ins)
 
     async def _vision_refusal(self, conversation: Conversation, model_id: str) -> Refusal:
         suggestions = await self.policy.vision_suggestions(conversation.guild_id)

@@ -1,7 +1,9 @@
 """The fourth step of an answer: find what it really cost, and settle its hold to that.
 
 The cost comes from the stream's `usage.cost`, else OpenRouter's `/generation` endpoint, else an
-estimate from the catalogue's prices and the counted text.
+estimate from the catalogue's prices and the counted text. An answer stopped or failed before its
+first token still has a generation id (from the response's `X-Generation-Id`) and is looked up like
+any other; only an answer whose request never got a response is $0.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ Cost = tuple[Decimal | None, CostSource | None]
 
 
 def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_tokens: int, images: int) -> Cost:
-    """The catalogue's price of what arrived; $0 when nothing was generated; unknown without a price."""
+    """The catalogue's price of what arrived; $0 when no generation is known at all; unknown without a
+    price (no model, or one whose price is unknown or variable)."""
     if model is None:
         return None, None
     if not completion.generation_id and not completion.content and not completion.reasoning:

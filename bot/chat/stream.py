@@ -41,7 +41,12 @@ class AnswerStreamer:
             await view.notice(f"{notice.error.user_message} Retrying in {max(1, round(notice.delay))} s…",
                               NoticeKind.PROGRESS)
 
-        stream = self.client.stream_chat(request, on_retry=on_retry)
+        async def on_generation(generation_id: str) -> None:
+            # saved at once: an answer stopped, failed or cut by a crash before its first token is
+            # still settled through `/generation`
+            await self._save_progress(active.turn_id, stream.completion)
+
+        stream = self.client.stream_chat(request, on_retry=on_retry, on_generation=on_generation)
         task = active.task = asyncio.create_task(self._consume(stream, view, active.turn_id),
                                                  name=f"answer-{active.turn_id}")
         try:

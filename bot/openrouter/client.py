@@ -34,7 +34,7 @@ from bot.openrouter.errors import (
 )
 from bot.openrouter.retry import OnRetry, RetryNotice, RetryPolicy, call_with_retries, openrouter_retrier
 from bot.openrouter.sse import SSEDecoder
-from bot.openrouter.stream import ChatStream
+from bot.openrouter.stream import ChatStream, OnGeneration
 from bot.openrouter.types import ChatRequest, GenerationStats, KeyInfo, ModelInfo
 
 __all__ = ["ChatStream", "OpenRouterClient", "RetryNotice", "Timeouts"]
@@ -86,11 +86,13 @@ class OpenRouterClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def stream_chat(self, request: ChatRequest, *, on_retry: OnRetry | None = None) -> ChatStream:
-        """The answer to `request`, streamed; nothing is sent until the stream is iterated."""
+    def stream_chat(self, request: ChatRequest, *, on_retry: OnRetry | None = None,
+                    on_generation: OnGeneration | None = None) -> ChatStream:
+        """The answer to `request`, streamed; nothing is sent until the stream is iterated.
+        `on_generation` gets the generation's id as soon as the response headers arrive."""
         body = json.dumps(request.to_body()).encode()
         return ChatStream(partial(self._sse_events, "/chat/completions", body),
-                          openrouter_retrier(self._retry.next_delay, on_retry))
+                          openrouter_retrier(self._retry.next_delay, on_retry), on_generation=on_generation)
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self._get_json("/models")
@@ -168,14 +170,17 @@ class OpenRouterClient:
 
 
 class _SSEReader:
-    """An SSE response body: each step is the `data` payloads that one network read completed.
+    """An SSE response body: each step is the `data` payloads that one network read completed;
+    `generation_id` is the response's `X-Generation-Id`.
 
     A read waits at most `idle` seconds; a dropped connection becomes `StreamInterrupted`.
     """
 
-    __slots__ = ("_chunks", "_decoder", "_ended", "_idle")
+    __slots__ = ("_chunks", "_decoder", "_ended", "_idle", "generation_id")
 
     def __init__(self, response: httpx.Response, idle: float) -> None:
+        # OpenRouter names the generation in the headers, before any token: what it may bill
+        self.generation_id: str | None = response.headers.get("X-Generation-Id") or None
         self._chunks = response.aiter_bytes()
         self._decoder = SSEDecoder()
         self._idle = idle

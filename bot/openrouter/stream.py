@@ -10,9 +10,9 @@ which ends the stream with a typed error that keeps what had arrived.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Protocol
 
 from bot.logs import get_logger
 from bot.openrouter.errors import InvalidResponse, OpenRouterError, StreamInterrupted, classify
@@ -21,8 +21,18 @@ from bot.retry import Retrier
 
 log = get_logger(__name__)
 
-OpenEvents = Callable[[], AbstractAsyncContextManager[AsyncIterator[list[bytes]]]]
-"""Sends the request once; the context yields the SSE `data` payloads, a batch per network read."""
+class EventBatches(Protocol):
+    """A response's SSE `data` payloads, a batch per network read, and its `X-Generation-Id`."""
+
+    generation_id: str | None
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
+
+
+OpenEvents = Callable[[], AbstractAsyncContextManager[EventBatches]]
+"""Sends the request once; the context yields the response's events once its headers arrived."""
+OnGeneration = Callable[[str], Awaitable[None]]
+"""Told the generation's id as soon as the response headers name it (before any token)."""
 
 _raw_decode = json.JSONDecoder().raw_decode
 
@@ -176,9 +186,11 @@ class ChatStream:
     only while nothing has reached the caller; each try starts a fresh `StreamAccumulator`.
     """
 
-    def __init__(self, open_events: OpenEvents, retrier: Retrier[OpenRouterError]) -> None:
+    def __init__(self, open_events: OpenEvents, retrier: Retrier[OpenRouterError], *,
+                 on_generation: OnGeneration | None = None) -> None:
         self._open_events = open_events
         self._retrier = retrier
+        self._on_generation = on_generation
         self._accumulator = StreamAccumulator()
         self._deltas = self._run()
 
@@ -205,6 +217,7 @@ class ChatStream:
             delivered = False
             try:
                 async with self._open_events() as events:
+                    await self._started(accumulator, events.generation_id)
                     async for payloads in events:
                         for payload in payloads:
                             delta = accumulator.feed(payload)
@@ -223,6 +236,13 @@ class ChatStream:
                 if delivered:
                     raise  # never retry once a token has reached the caller
                 await self._retrier.backoff(exc)
+
+    async def _started(self, accumulator: StreamAccumulator, generation_id: str | None) -> None:
+        """The headers arrived: from now on OpenRouter may bill this generation, even with no token."""
+        if generation_id:
+            accumulator.completion.generation_id = generation_id
+            if self._on_generation is not None:
+                await self._on_generation(generation_id)
 
     def _finish(self) -> None:
         """The body has ended: check that the answer did, and log it."""

@@ -23,26 +23,61 @@ def file_part(filename: str, data_url: str) -> dict[str, Any]:
 
 
 def to_decimal(value: Any) -> Decimal | None:
-    """A price or cost as an exact Decimal; floats go through their shortest text form."""
-    if value is None or value == "":
+    """A price or cost as an exact Decimal; floats go through their shortest text form. None when it
+    is not a finite number (`NaN`, `Infinity`, text, a boolean...)."""
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
-        return Decimal(value) if isinstance(value, str) else Decimal(str(value))
+        number = Decimal(value) if isinstance(value, str) else Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
+
+
+def to_cost(value: Any) -> Decimal | None:
+    """A charge in USD: a finite number that is not negative, else None (unreadable)."""
+    number = to_decimal(value)
+    return number if number is not None and number >= 0 else None
+
+
+def plain_number(value: Decimal) -> str:
+    """A Decimal as plain text, without exponent or trailing zeros: `2.5`, `10`, `0.075`."""
+    return format(value.normalize(), "f") if value else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPrice:
+    """`provider.max_price`: the most OpenRouter may charge for this request, whichever provider serves it.
+
+    OpenRouter's units: prompt and completion in USD per million tokens, request and image in USD each.
+    """
+
+    prompt: Decimal
+    completion: Decimal
+    request: Decimal = Decimal(0)
+    image: Decimal = Decimal(0)
+
+    def to_body(self) -> dict[str, str]:
+        # The published schema types each price as a string.
+        return {name: plain_number(getattr(self, name)) for name in ("prompt", "completion", "request", "image")}
 
 
 @dataclass(slots=True)
 class ProviderPreferences:
-    """OpenRouter's provider routing preferences (`provider` in the request): the ones a guild sets."""
+    """OpenRouter's provider routing preferences (`provider` in the request): the ones a guild sets, and
+    the price cap a budget sets."""
 
     allow_fallbacks: bool | None = None
     data_collection: Literal["allow", "deny"] | None = None
     sort: Literal["price", "throughput", "latency"] | None = None
+    max_price: MaxPrice | None = None
 
     def to_body(self) -> dict[str, Any]:
-        return {name: value for name in ("allow_fallbacks", "data_collection", "sort")
-                if (value := getattr(self, name)) is not None}
+        body: dict[str, Any] = {name: value for name in ("allow_fallbacks", "data_collection", "sort")
+                                if (value := getattr(self, name)) is not None}
+        if self.max_price is not None:
+            body["max_price"] = self.max_price.to_body()
+        return body
 
 
 @dataclass(slots=True)
@@ -100,7 +135,7 @@ class Usage:
             total_tokens=int(raw.get("total_tokens") or 0),
             reasoning_tokens=int(details.get("reasoning_tokens") or 0),
             cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-            cost=to_decimal(raw.get("cost")),
+            cost=to_cost(raw.get("cost")),
             is_byok=bool(raw.get("is_byok")),
         )
 
@@ -148,9 +183,26 @@ class ChatDelta:
     reasoning: str = ""
 
 
+PRICE_KEYS = ("prompt", "completion", "request", "image")
+
+
+def read_prices(pricing: dict[str, Any]) -> dict[str, Decimal | None]:
+    """The catalogue's prices of one model or tier: an absent price is 0 (OpenRouter leaves zero prices
+    out), a negative one (`"-1"`, variable-priced routers) or an unreadable one is unknown (None)."""
+    prices: dict[str, Decimal | None] = {}
+    for key in PRICE_KEYS:
+        value = to_decimal(pricing.get(key)) if key in pricing else Decimal(0)
+        prices[key] = value if value is not None and value >= 0 else None
+    return prices
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """One entry of OpenRouter's models catalogue. Prices are exact, in USD per token."""
+    """One entry of OpenRouter's models catalogue. Prices are exact, in USD per token.
+
+    `priced` is False when OpenRouter lists no price, a variable one (`"-1"`) or an unreadable one:
+    the prices then read 0 but mean "unknown", never "free".
+    """
 
     id: str
     name: str
@@ -167,6 +219,7 @@ class ModelInfo:
     # e.g. dearer tokens past 200k of prompt): what a worst-case cost estimate must use.
     prompt_price_ceiling: Decimal | None = None
     completion_price_ceiling: Decimal | None = None
+    priced: bool = True
 
     @property
     def worst_prompt_price(self) -> Decimal:
@@ -180,35 +233,41 @@ class ModelInfo:
     def vision(self) -> bool:
         return "image" in self.input_modalities
 
+    @property
+    def reads_files(self) -> bool:
+        """Whether the model takes PDFs itself (else OpenRouter parses them first, for a fee)."""
+        return "file" in self.input_modalities
+
     @classmethod
     def from_wire(cls, raw: dict[str, Any]) -> ModelInfo:
-        pricing = raw.get("pricing") or {}
+        pricing: dict[str, Any] = raw.get("pricing") or {}
         architecture = raw.get("architecture") or {}
         top = raw.get("top_provider") or {}
         context = raw.get("context_length") or top.get("context_length") or 0
         max_completion = top.get("max_completion_tokens")
+        prices = read_prices(pricing)
+        tiers = [read_prices(t) for t in pricing.get("overrides") or [] if isinstance(t, dict)]
+        priced = "prompt" in pricing and "completion" in pricing and all(
+            value is not None for p in (prices, *tiers) for value in p.values())
 
-        def price(key: str, source: dict[str, Any] = pricing) -> Decimal:
-            value = to_decimal(source.get(key))
-            # OpenRouter marks variable-priced routers such as openrouter/auto with "-1".
-            return value if value is not None and value >= 0 else Decimal(0)
-
-        tiers = [t for t in pricing.get("overrides") or [] if isinstance(t, dict)]
+        def ceiling(key: str) -> Decimal | None:
+            return max((t[key] or Decimal(0) for t in tiers), default=None)
 
         return cls(
             id=str(raw["id"]),
             name=str(raw.get("name") or raw["id"]),
             context_length=int(context),
             max_completion_tokens=int(max_completion) if max_completion else None,
-            prompt_price=price("prompt"),
-            completion_price=price("completion"),
-            request_price=price("request"),
-            image_price=price("image"),
+            prompt_price=prices["prompt"] or Decimal(0),
+            completion_price=prices["completion"] or Decimal(0),
+            request_price=prices["request"] or Decimal(0),
+            image_price=prices["image"] or Decimal(0),
             input_modalities=tuple(architecture.get("input_modalities") or ("text",)),
             output_modalities=tuple(architecture.get("output_modalities") or ("text",)),
             supported_parameters=frozenset(raw.get("supported_parameters") or ()),
-            prompt_price_ceiling=max((price("prompt", t) for t in tiers), default=None),
-            completion_price_ceiling=max((price("completion", t) for t in tiers), default=None),
+            prompt_price_ceiling=ceiling("prompt"),
+            completion_price_ceiling=ceiling("completion"),
+            priced=priced,
         )
 
 
@@ -241,7 +300,7 @@ class GenerationStats:
     """`GET /generation`: what a finished generation really cost and who served it."""
 
     id: str
-    total_cost: Decimal
+    total_cost: Decimal | None  # None: OpenRouter sent no readable cost
     model: str | None
     provider: str | None
     prompt_tokens: int | None
@@ -260,7 +319,7 @@ class GenerationStats:
 
         return cls(
             id=str(data.get("id") or ""),
-            total_cost=to_decimal(data.get("total_cost")) or Decimal(0),
+            total_cost=to_cost(data.get("total_cost")),
             model=data.get("model"),
             provider=data.get("provider_name"),
             prompt_tokens=opt_int("tokens_prompt"),

@@ -339,3 +339,31 @@ def test_token_estimate_is_generous_for_non_latin_text() -> None:
     assert estimate_text_tokens("hello world, this is English") == 8
     assert estimate_text_tokens("日本語のテキストです") == 10  # one per character
     assert estimate_text_tokens("") == 0
+
+
+# -- worst-case estimates, for holds ----------------------------------------------------------------------
+
+
+def test_pdf_pages_counts_page_objects_in_the_file_and_in_compressed_object_streams() -> None:
+    from bot.chat.context import PDF_BYTES_PER_PAGE, pdf_pages
+    from tests.chat.test_money import pdf
+
+    assert pdf_pages(pdf(3)) == 3  # the `/Type /Pages` tree is not a page
+    assert pdf_pages(pdf(250, compressed=True)) == 250
+    assert pdf_pages(b"%PDF-1.7 garbage " * 1000) == -(-17_000 // PDF_BYTES_PER_PAGE)  # unreadable: by size
+    assert pdf_pages(b"%PDF-1.5\n3 0 obj << /Type /ObjStm >>\nstream\nnot zlib\nendstream\n") == 1
+
+
+def test_worst_case_prompt_counts_bytes_of_text_and_pages_of_pdfs() -> None:
+    from bot.chat.context import PDF_TOKENS_PER_PAGE, worst_case_prompt
+    from tests.chat.test_money import pdf
+
+    data_url = "data:application/pdf;base64," + base64.b64encode(pdf(7)).decode()
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "日本語"},
+                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                                             {"type": "file", "file": {"filename": "a.pdf", "file_data": data_url}}]}]
+    worst = worst_case_prompt(messages)
+    assert worst.pdf_pages == 7
+    assert worst.tokens == 2 * MESSAGE_OVERHEAD + 9 + 9 + IMAGE_TOKENS + 7 * PDF_TOKENS_PER_PAGE
+    assert worst.tokens > sum(estimate_tokens(m) for m in messages)  # trimming keeps its realistic estimate

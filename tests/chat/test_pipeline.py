@@ -103,3 +103,31 @@ async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_l
     assert source == "usage" and actual == to_nusd(outcome.cost) <= amount  # type: ignore[arg-type]
     row = await parts.db.fetchone("SELECT status, content FROM turns WHERE id = ?", (turn_id,))
     assert tuple(row) == ("complete", "word " * 20)
+
+
+def frames_with_cost(gen_id: str, cost: str) -> list[bytes]:
+    """A stream whose usage chunk carries `cost` as raw JSON text (`NaN` is what Python's json sends for nan)."""
+    *content, done = frames_without_usage(gen_id)
+    usage = (f'data: {{"id":"{gen_id}","model":"openai/gpt-4o","choices":[],"usage":{{"prompt_tokens":9,'
+             f'"completion_tokens":1,"total_tokens":10,"cost":{cost}}}}}\n\n').encode()
+    return [*content, usage, done]
+
+
+async def test_an_unreadable_usage_cost_falls_back_to_the_generation_endpoint(parts: CoreParts) -> None:
+    for n, cost in enumerate(("NaN", '"n/a"', "-0.5", "Infinity")):
+        gen_id = f"gen-nan-{n}"
+        parts.fake.script("chat", SSEReply(events=frames_with_cost(gen_id, cost)))
+        parts.fake.generations[gen_id] = {"id": gen_id, "total_cost": 0.000123, "model": "openai/gpt-4o"}
+        view, _ = await ask(parts)
+        assert view.outcome is not None and view.outcome.status == "complete", cost
+        assert (view.outcome.cost, view.outcome.cost_source) == (Decimal("0.000123"), "generation"), cost
+    assert [(actual, source) for _, actual, source, _ in await settled(parts)] == [(123_000, "generation")] * 4
+
+
+async def test_an_unreadable_cost_everywhere_falls_back_to_the_estimate(parts: CoreParts) -> None:
+    parts.fake.script("chat", SSEReply(events=frames_with_cost("gen-nan-all", "NaN")))
+    parts.fake.script("generation", JSONReply(200, b'{"data":{"id":"gen-nan-all","total_cost":NaN}}'))
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.cost_source == "estimate"
+    [(amount, actual, source, _)] = await settled(parts)
+    assert source == "estimate" and 0 < actual < amount

@@ -409,3 +409,24 @@ async def test_an_answer_longer_than_the_interaction_token_lives_goes_on_through
     channel_edits = [p for _, m, p, s in d.request_log
                      if m == "PATCH" and p.endswith(f"/channels/{d.text_channel_id}/messages/{final.id}") and s == 200]
     assert channel_edits  # after the token's time, through the channel; no 401 (the harness checks)
+
+
+async def test_models_command_shows_variable_prices_never_as_free(harness: Harness) -> None:
+    harness.openrouter.models += [
+        {"id": "acme/router", "name": "Acme Router", "context_length": 100000,
+         "pricing": {"prompt": "-1", "completion": "-1"}},
+        {"id": "acme/unlisted", "name": "Acme Unlisted", "context_length": 8000},
+        {"id": "acme/gift:free", "name": "Acme Gift", "context_length": 8000,
+         "pricing": {"prompt": "0", "completion": "0"}},
+    ]
+    harness.overrides["default_allowed_models"] = ["acme/*"]
+    await harness.start()
+    d = harness.discord
+    inter = await d.slash("models", {"search": "acme"}, user_id=harness.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and bool(inter.message.embeds))
+    assert inter.message is not None
+    lines = json.loads(json.dumps(inter.message.embeds))[0]["description"].split("\n\n")
+    shown = {line.split("`")[1]: line for line in lines}
+    assert "variable price" in shown["acme/router"] and "free" not in shown["acme/router"]
+    assert "variable price" in shown["acme/unlisted"] and "free" not in shown["acme/unlisted"]
+    assert "in free / out free" in shown["acme/gift:free"]

@@ -96,17 +96,21 @@ async def test_system_prompt_and_provider_preferences_reach_the_request(strict: 
     await start_conversation(strict, "hello")
     body = strict.openrouter.chat_requests()[-1].json()
     assert body["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
-    assert body["provider"] == {"sort": "throughput", "data_collection": "deny", "allow_fallbacks": False}
+    # under a quota, the held prices (gpt-4o's, per million tokens) cap what any provider may bill
+    cap = {"prompt": "2.5", "completion": "10", "request": "0", "image": "0"}
+    assert body["provider"] == {"sort": "throughput", "data_collection": "deny", "allow_fallbacks": False,
+                                "max_price": cap}
     shown = said(await config(strict, ["show"]))
     assert "pirate" in shown and "sort by throughput" in shown and "fallbacks forbidden" in shown
 
 
 async def test_quotas_lower_max_tokens_refuse_clearly_and_show_in_usage(strict: Harness) -> None:
     d = strict.discord
-    assert "now $0.0005" in said(await config(strict, ["quota", "server"], {"usd": 0.0005}))
+    # $0.001: the hold counts the prompt at a token per byte, so $0.0005 no longer pays 32 answer tokens
+    assert "now $0.0010" in said(await config(strict, ["quota", "server"], {"usd": 0.001}))
     thread_id, message = await start_conversation(strict, "hello")
     body = strict.openrouter.chat_requests()[-1].json()
-    assert 16 <= body["max_tokens"] < 2048  # lowered to what $0.0005 pays at gpt-4o prices
+    assert 16 <= body["max_tokens"] < 2048  # lowered to what $0.001 pays at gpt-4o prices
     assert "limited to" in message.content
     spent = await strict.query("SELECT spent_nusd, reserved_nusd FROM spend_totals WHERE user_id = 0")
     assert spent[0][0] > 0 and spent[0][1] == 0

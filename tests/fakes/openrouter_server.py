@@ -147,6 +147,7 @@ class SSEReply:
     keepalive_every: float | None = None  # keep-alive comments while waiting
     drop_after: int | None = None  # cut the connection after this many frames
     split_writes: bool = False  # write each frame in pieces, cutting UTF-8 characters and lines
+    generation_id: str | None = None  # sent as the `X-Generation-Id` header, as OpenRouter does
 
     def frames(self) -> list[bytes]:
         if self.fixture is not None:
@@ -332,8 +333,8 @@ class FakeOpenRouter:
             await asyncio.sleep(reply.delay_before)
         frames = reply.frames()
         return await self._stream(request, frames, [0.0] + [reply.interval] * (len(frames) - 1),
-                                  keepalive_every=reply.keepalive_every, drop_after=reply.drop_after,
-                                  split_writes=reply.split_writes)
+                                  gen_id=reply.generation_id, keepalive_every=reply.keepalive_every,
+                                  drop_after=reply.drop_after, split_writes=reply.split_writes)
 
     # ---------------------------------------------------------------- handlers
 

@@ -275,3 +275,28 @@ async def test_connection_refused_is_typed(fake: FakeOpenRouter) -> None:
         with pytest.raises(e.ConnectionFailed) as caught:
             await collect(client.stream_chat(simple()))
     assert "Could not reach OpenRouter" in caught.value.user_message
+
+
+async def test_the_generation_id_is_known_from_the_headers_before_any_token(fake: FakeOpenRouter,
+                                                                            client: OpenRouterClient) -> None:
+    """OpenRouter names the generation in `X-Generation-Id`: an answer cut before its first token has
+    an id to look its cost up by."""
+    content = b'data: {"choices":[{"index":0,"delta":{"content":"late"}}]}\n\n'  # chunks without an id
+    fake.script("chat", SSEReply(events=[b": OPENROUTER PROCESSING\n\n", content], interval=10,
+                                 generation_id="gen-from-headers"))
+    told: list[tuple[str, str | None]] = []
+    heard = asyncio.Event()
+
+    async def on_generation(generation_id: str) -> None:
+        told.append((generation_id, stream.completion.generation_id))  # already on the completion
+        heard.set()
+
+    stream = client.stream_chat(simple(), on_generation=on_generation)
+    async with stream:
+        reading = asyncio.create_task(anext(aiter(stream)))
+        await asyncio.wait_for(heard.wait(), 5)
+        reading.cancel()  # a Stop before the first token
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+    assert told == [("gen-from-headers", "gen-from-headers")]
+    assert stream.completion.generation_id == "gen-from-headers" and stream.completion.content == ""

@@ -54,6 +54,34 @@ def test_pricing_tiers_raise_the_worst_case_but_not_the_shown_price() -> None:
 def test_variable_router_prices_are_not_negative() -> None:
     auto = ModelInfo.from_wire({"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}})
     assert auto.prompt_price == 0 and auto.completion_price == 0 and auto.context_length == 0
+    assert not auto.priced  # zero here means unknown, never free
+
+
+def test_unknown_prices_are_told_apart_from_free_ones() -> None:
+    def priced(pricing: object) -> bool:
+        return ModelInfo.from_wire({"id": "a/b", **({"pricing": pricing} if pricing is not None else {})}).priced
+
+    assert priced({"prompt": "0", "completion": "0"})  # truly free
+    assert priced({"prompt": "0.000001", "completion": "0.000002"})  # request and image absent: 0
+    assert not priced(None) and not priced({}) and not priced({"prompt": "0.000001"})
+    assert not priced({"prompt": "n/a", "completion": "0"}) and not priced({"prompt": "NaN", "completion": "0"})
+    assert not priced({"prompt": "0", "completion": "0", "request": "-1"})
+    assert not priced({"prompt": "0.1", "completion": "0.1", "overrides": [{"prompt": "-1"}]})
+    models = [ModelInfo.from_wire(raw) for raw in fixture_json("models-sample.json")["data"]]
+    assert all(m.priced for m in models)
+
+
+def test_a_price_cap_is_sent_in_openrouter_units_and_matches_the_schema() -> None:
+    from bot.openrouter.types import MaxPrice
+    from tests.openrouter.conftest import assert_valid_chat_request
+
+    cap = MaxPrice(prompt=Decimal("0.0000025") * 1_000_000, completion=Decimal("0.00001") * 1_000_000,
+                   request=Decimal("0.005"), image=Decimal(0))
+    body = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                       provider=ProviderPreferences(sort="throughput", max_price=cap)).to_body()
+    assert body["provider"] == {"sort": "throughput", "max_price": {"prompt": "2.5", "completion": "10",
+                                                                    "request": "0.005", "image": "0"}}
+    assert_valid_chat_request(body)
 
 
 def test_key_info() -> None:
@@ -78,6 +106,10 @@ def test_cost_floats_become_their_exact_decimal_text() -> None:
     assert to_decimal(0.0001025) == Decimal("0.0001025")
     assert to_decimal("0.000003") == Decimal("0.000003")
     assert to_decimal(None) is None and to_decimal("n/a") is None
+    assert to_decimal("NaN") is None and to_decimal(float("nan")) is None and to_decimal("-Infinity") is None
+    assert to_decimal(True) is None
+    assert Usage.from_wire({"cost": "NaN"}).cost is None and Usage.from_wire({"cost": -1}).cost is None
+    assert GenerationStats.from_wire({"data": {"id": "g", "total_cost": "oops"}}).total_cost is None
     usage = Usage.from_wire({"prompt_tokens": 1, "completion_tokens": 2, "cost": 0})
     assert usage.cost == 0 and usage.total_tokens == 0
 

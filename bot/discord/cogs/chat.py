@@ -45,8 +45,9 @@ def model_choice(model: ModelInfo) -> app_commands.Choice[str]:
 def model_line(model: ModelInfo) -> str:
     eye = " · 👁️ images" if model.vision else ""
     context = f"{model.context_length // 1000:,}k ctx" if model.context_length else "ctx ?"
-    return (f"**{model.name}**\n`{model.id}` · in {per_million(model.prompt_price)} / "
-            f"out {per_million(model.completion_price)} per 1M tokens · {context}{eye}")
+    price = (f"in {per_million(model.prompt_price)} / out {per_million(model.completion_price)} per 1M tokens"
+             if model.priced else "variable price")  # unknown is never shown as "free"
+    return f"**{model.name}**\n`{model.id}` · {price} · {context}{eye}"
 
 
 def channel_kind(channel: Any) -> ChannelKind:
