@@ -11,6 +11,7 @@ import pytest
 from bot.openrouter import errors as e
 from bot.openrouter.client import OpenRouterClient, RetryNotice
 from bot.openrouter.retry import RetryPolicy
+from bot.openrouter.sse import MAX_LINE_BYTES
 from bot.openrouter.types import ChatRequest, ProviderPreferences, image_part, text_part
 from tests.conftest import FIXTURES, fixture_bytes
 from tests.fakes.openrouter_server import DropConnection, FakeOpenRouter, JSONReply, SSEReply
@@ -275,3 +276,13 @@ async def test_connection_refused_is_typed(fake: FakeOpenRouter) -> None:
         with pytest.raises(e.ConnectionFailed) as caught:
             await collect(client.stream_chat(simple()))
     assert "Could not reach OpenRouter" in caught.value.user_message
+
+
+async def test_an_endless_line_ends_the_stream_with_a_clear_error(fake: FakeOpenRouter,
+                                                                  client: OpenRouterClient) -> None:
+    good = b'data: {"id":"gen-x","model":"m/x","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
+    fake.script("chat", SSEReply(events=[good, b"data: " + b"x" * (MAX_LINE_BYTES + 10)]))
+    with pytest.raises(e.InvalidResponse, match="a line longer than 1,048,576 bytes") as caught:
+        await collect(client.stream_chat(simple()))
+    assert caught.value.partial is not None and caught.value.partial.content == "Hel"
+    assert len(fake.chat_requests()) == 1
