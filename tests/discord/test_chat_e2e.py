@@ -333,3 +333,16 @@ async def test_chat_in_an_ordinary_thread_makes_that_thread_the_conversation(bot
     assert len(d.threads) == 1
     body = bot.openrouter.chat_requests()[-1].json()
     assert [m["content"] for m in body["messages"][1:]] == ["start here", "Echo: start here", "and go on"]
+
+
+async def test_a_stream_of_keep_alives_ends_as_an_error_with_what_arrived_kept(harness: Harness) -> None:
+    harness.overrides |= {"stream_idle_content_seconds": 1.0, "idle_timeout_seconds": 0.5}
+    await harness.start()
+    d = harness.discord
+    first = b'data: {"id":"gen-ka","model":"openai/gpt-4o","choices":[{"index":0,"delta":{"content":"Half an"}}]}\n\n'
+    harness.openrouter.script("chat", SSEReply(events=[first, b"data: [DONE]\n\n"], interval=60, keepalive_every=0.1))
+    inter = await d.slash("chat", {"prompt": "hi"}, user_id=harness.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "took too long" in inter.message.content, timeout=15)
+    assert inter.message is not None and inter.message.content.startswith("Half an")
+    [row] = await harness.query("SELECT status, content, error FROM turns WHERE role = 'assistant'")
+    assert row[:2] == ("error", "Half an") and "keep-alives" in row[2]
