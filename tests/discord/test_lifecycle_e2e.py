@@ -118,3 +118,26 @@ async def test_reasoning_can_be_hidden(harness: Harness) -> None:
     harness.openrouter.script("chat", SSEReply(fixture="stream-reasoning.sse"))
     _, message = await start_conversation(harness, "What is 2+2?")
     assert message.attachments == [] and "simple arithmetic" not in "".join(message.edits)
+
+
+async def test_debug_logs_carry_no_interaction_token(harness: Harness) -> None:
+    """At LOG_LEVEL=DEBUG discord.py logs every webhook URL (the interaction token is a path segment)
+    and every gateway event (INTERACTION_CREATE carries the token): none of it reaches a log line."""
+    proc = await spawn_bot(harness)
+    try:
+        d = harness.discord
+        await d.wait_ready(timeout=20)
+        inter = await d.slash("chat", {"prompt": "hello"}, user_id=harness.user, channel_id=d.text_channel_id)
+        await d.wait_for(lambda: inter.message is not None and "\n-# " in inter.message.content
+                         and "▌" not in inter.message.content and bool(d.threads), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    logs = (out + err).decode()
+    assert inter.token and inter.token[:24] not in logs
+    # the lines that used to carry it are there, scrubbed
+    assert f"/interactions/{inter.id}/[REDACTED]/callback" in logs
+    assert "/webhooks/" in logs and "/[REDACTED]/messages/@original" in logs
+    assert '"t": "INTERACTION_CREATE"' in logs or "'t': 'INTERACTION_CREATE'" in logs
