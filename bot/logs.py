@@ -30,6 +30,15 @@ _PATTERNS = (  # a pattern's group 1, when it has one, is kept
 _SECRET_KEYS = re.compile(r"(?i)^(.*_)?token$")  # a field named token or *_token (not *_tokens)
 
 
+_ACTIVE: SecretRedactor | None = None  # the configured one, with the process's secrets
+
+
+def scrub_secrets(text: str) -> str:
+    """`text` without the process's secrets or anything shaped like one: for text that is shown or
+    stored (an upstream error that repeats the key), not only for log lines."""
+    return (_ACTIVE or _DEFAULT).scrub(text)
+
+
 class SecretRedactor:
     """A structlog processor that scrubs secrets from every value of an event."""
 
@@ -62,6 +71,9 @@ class SecretRedactor:
                 for key, value in event.items()}
 
 
+_DEFAULT = SecretRedactor()
+
+
 def _replacement(match: re.Match[str]) -> str:
     return (match.group(1) or "") + REDACTED if match.re.groups else REDACTED
 
@@ -69,7 +81,8 @@ def _replacement(match: re.Match[str]) -> str:
 def configure_logging(*, level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = (),
                       stream: Any = None) -> None:
     """Configure structlog and the standard library once per process."""
-    redactor = SecretRedactor(secrets)
+    global _ACTIVE
+    redactor = _ACTIVE = SecretRedactor(secrets)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
