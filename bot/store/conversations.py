@@ -175,14 +175,16 @@ class ConversationRepo:
     async def save_progress(self, turn_id: int, content: str, generation_id: str | None) -> None:
         await self.db.execute(
             "UPDATE turns SET content = ?, generation_id = COALESCE(?, generation_id) "
-            "WHERE id = ? AND status = 'streaming'", (content, generation_id, turn_id))
+            "WHERE id = ? AND status = 'streaming' AND deleted_at IS NULL", (content, generation_id, turn_id))
 
     async def set_cost(self, turn_id: int, cost_nusd: int) -> None:
         await self.db.execute("UPDATE turns SET cost_nusd = ? WHERE id = ?", (cost_nusd, turn_id))
 
     async def finish_answer(self, turn_id: int, record: AnswerRecord) -> None:
+        """An answer ended. One whose message was deleted while it streamed keeps no text."""
         await self.db.execute(
-            "UPDATE turns SET content = ?, reasoning = ?, status = ?, error = ?, model = COALESCE(?, model), "
+            "UPDATE turns SET content = CASE WHEN deleted_at IS NULL THEN ? ELSE '' END, "
+            "reasoning = CASE WHEN deleted_at IS NULL THEN ? END, status = ?, error = ?, model = COALESCE(?, model), "
             "provider = ?, generation_id = ?, finish_reason = ?, native_finish_reason = ?, prompt_tokens = ?, "
             "completion_tokens = ?, reasoning_tokens = ?, cost_nusd = ?, "
             "completed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
@@ -222,12 +224,20 @@ class ConversationRepo:
         return turns
 
     async def mark_deleted(self, message_ids: Sequence[int]) -> int:
-        """Discord messages were deleted: their turns leave the context (a question takes its answer along)."""
+        """Discord messages were deleted: their turns leave the context (a question takes its answer along)
+        and what they said is erased: text, reasoning and attachments. The rows stay, with their tokens
+        and cost, for the accounts."""
         changed = 0
-        for message_id in message_ids:
-            changed += await self.db.execute_rowcount(
-                "UPDATE turns SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                "WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+        async with self.db.transaction() as tx:
+            for message_id in message_ids:
+                await tx.execute(
+                    "DELETE FROM attachments WHERE turn_id IN "
+                    "(SELECT id FROM turns WHERE discord_message_id = ? AND deleted_at IS NULL)", (message_id,))
+                changed += await tx.execute_rowcount(
+                    "UPDATE turns SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), content = '', "
+                    "reasoning = NULL WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+        if changed:  # the old text may still sit in the write-ahead log: copy it out and empty it
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return changed
 
     async def streaming_turns(self) -> list[Turn]:

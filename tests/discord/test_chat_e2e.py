@@ -276,6 +276,8 @@ async def test_a_deleted_message_leaves_the_context(bot: Harness) -> None:
     body = json.dumps(bot.openrouter.chat_requests()[-1].json()["messages"])
     assert "hunter2" not in body  # neither the question nor the answer that repeated it
     assert "What is Rust?" in body
+    # and the store no longer holds what it said, only that it was there
+    assert await bot.query("SELECT content FROM turns WHERE discord_message_id = ?", (int(secret["id"]),)) == [("",)]
 
 
 async def test_chat_inside_a_conversation_thread_continues_it(bot: Harness) -> None:
