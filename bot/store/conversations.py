@@ -90,6 +90,9 @@ class AnswerRecord:
     cost_nusd: int | None = None
 
 
+PDFS_RESENT = 2  # the newest PDFs of a conversation whose bytes a later turn sends again
+_NEWEST = ("SELECT a2.id FROM attachments a2 JOIN turns t2 ON t2.id = a2.turn_id WHERE t2.conversation_id = :c "
+           "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' ORDER BY a2.id DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, cost_nusd")
 
@@ -197,11 +200,12 @@ class ConversationRepo:
         row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
         return Turn.from_row(row) if row else None
 
-    async def history(self, conversation_id: int, *, image_data_for_last: int = 4) -> list[Turn]:
+    async def history(self, conversation_id: int, *, image_data_for_last: int = 4,
+                      pdf_data_for_last: int = PDFS_RESENT) -> list[Turn]:
         """Every turn of a conversation in id order, with attachments.
 
-        Image bytes are loaded only for the newest `image_data_for_last` images: older ones are not
-        re-sent to the model, so there is no reason to read them.
+        File bytes are loaded only for the newest `image_data_for_last` images and `pdf_data_for_last`
+        PDFs: older ones are not re-sent to the model, so there is no reason to read them.
         """
         rows = await self.db.fetchall(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND deleted_at IS NULL ORDER BY id",
@@ -209,12 +213,12 @@ class ConversationRepo:
         turns = [Turn.from_row(r) for r in rows]
         by_id = {t.id: t for t in turns}
         attachment_rows = await self.db.fetchall(
-            "SELECT a.id, a.turn_id, a.filename, a.mime, a.kind, a.size, a.text, "
-            "CASE WHEN a.kind != 'image' OR a.id IN (SELECT a2.id FROM attachments a2 JOIN turns t2 "
-            "  ON t2.id = a2.turn_id WHERE t2.conversation_id = :c AND a2.kind = 'image' "
-            "  ORDER BY a2.id DESC LIMIT :n) THEN a.data END AS data "
-            "FROM attachments a JOIN turns t ON t.id = a.turn_id WHERE t.conversation_id = :c ORDER BY a.id",
-            {"c": conversation_id, "n": image_data_for_last},
+            f"SELECT a.id, a.turn_id, a.filename, a.mime, a.kind, a.size, a.text, "
+            f"CASE WHEN a.id IN ({_NEWEST.format(kind='image', n=':images')}) "
+            f"  OR a.id IN ({_NEWEST.format(kind='pdf', n=':pdfs')}) THEN a.data END AS data "
+            f"FROM attachments a JOIN turns t ON t.id = a.turn_id "
+            f"WHERE t.conversation_id = :c AND t.deleted_at IS NULL ORDER BY a.id",
+            {"c": conversation_id, "images": image_data_for_last, "pdfs": pdf_data_for_last},
         )
         for r in attachment_rows:
             if r["turn_id"] not in by_id:

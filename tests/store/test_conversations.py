@@ -56,3 +56,23 @@ async def test_an_answer_deleted_while_it_streams_keeps_no_text(db_path: Path) -
         row = await db.fetchone("SELECT content, reasoning, status, completion_tokens, cost_nusd FROM turns "
                                 "WHERE id = ?", (answer,))
         assert tuple(row) == ("", None, "complete", 5, 99)
+
+
+async def test_history_loads_bytes_only_for_the_newest_images_and_pdfs(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        await db.migrate()
+        repo = ConversationRepo(db)
+        conv = await repo.create(guild_id=1, channel_id=2, owner_id=3, model="m/x", title="t")
+        for i in range(4):
+            await repo.add_user_turn(conv.id, author_id=3, content=f"turn {i}", message_id=None, channel_id=2,
+                                     attachments=[
+                                         StoredAttachment(f"i{i}.png", "image/png", AttachmentKind.IMAGE, 3, b"img"),
+                                         StoredAttachment(f"d{i}.pdf", "application/pdf", AttachmentKind.PDF, 4,
+                                                          b"%PDF"),
+                                         StoredAttachment(f"t{i}.txt", "text/plain", AttachmentKind.TEXT, 1, text="t"),
+                                     ])
+        loaded = {a.filename: a for t in await repo.history(conv.id, image_data_for_last=3, pdf_data_for_last=2)
+                  for a in t.attachments}
+        assert [name for name, a in loaded.items() if a.data is not None] == ["i1.png", "i2.png", "d2.pdf",
+                                                                             "i3.png", "d3.pdf"]
+        assert all(loaded[f"t{i}.txt"].text == "t" for i in range(4))  # text always: the request carries it
