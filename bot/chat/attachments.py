@@ -36,7 +36,7 @@ class AttachmentLimits:
     max_pdf_bytes: int = 20 * 1024 * 1024
     max_total_bytes: int = 25 * 1024 * 1024  # all the files of one message together
     images_resent: int = 4  # only the newest few images of a conversation are sent again
-    # (PDFs likewise: the newest `bot.store.conversations.PDFS_RESENT`)
+    # (PDFs likewise: those of the newest `bot.store.conversations.PDFS_RESENT` turns that carry any)
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,9 +90,9 @@ class AnswerRecord:
     cost_nusd: int | None = None
 
 
-PDFS_RESENT = 2  # the newest PDFs of a conversation whose bytes a later turn sends again
-_NEWEST = ("SELECT a2.id FROM attachments a2 JOIN turns t2 ON t2.id = a2.turn_id WHERE t2.conversation_id = :c "
-           "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' ORDER BY a2.id DESC LIMIT {n}")
+PDFS_RESENT = 2  # the PDFs of this many newest turns that carry any are sent again (each turn's files are bounded)
+_NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.turn_id WHERE t2.conversation_id = :c "
+           "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, cost_nusd")
 
@@ -204,8 +204,9 @@ class ConversationRepo:
                       pdf_data_for_last: int = PDFS_RESENT) -> list[Turn]:
         """Every turn of a conversation in id order, with attachments.
 
-        File bytes are loaded only for the newest `image_data_for_last` images and `pdf_data_for_last`
-        PDFs: older ones are not re-sent to the model, so there is no reason to read them.
+        File bytes are loaded only for the newest `image_data_for_last` images, and for the PDFs of the
+        newest `pdf_data_for_last` turns that carry PDFs (so a message's own PDFs always go together):
+        older ones are not re-sent to the model, so there is no reason to read them.
         """
         rows = await self.db.fetchall(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND deleted_at IS NULL ORDER BY id",
@@ -214,8 +215,8 @@ class ConversationRepo:
         by_id = {t.id: t for t in turns}
         attachment_rows = await self.db.fetchall(
             f"SELECT a.id, a.turn_id, a.filename, a.mime, a.kind, a.size, a.text, "
-            f"CASE WHEN a.id IN ({_NEWEST.format(kind='image', n=':images')}) "
-            f"  OR a.id IN ({_NEWEST.format(kind='pdf', n=':pdfs')}) THEN a.data END AS data "
+            f"CASE WHEN a.id IN ({_NEWEST.format(column='id', kind='image', n=':images')}) OR (a.kind = 'pdf' "
+            f"  AND a.turn_id IN ({_NEWEST.format(column='turn_id', kind='pdf', n=':pdfs')})) THEN a.data END AS data "
             f"FROM attachments a JOIN turns t ON t.id = a.turn_id "
             f"WHERE t.conversation_id = :c AND t.deleted_at IS NULL ORDER BY a.id",
             {"c": conversation_id, "images": image_data_for_last, "pdfs": pdf_data_for_last},

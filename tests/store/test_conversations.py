@@ -76,3 +76,17 @@ async def test_history_loads_bytes_only_for_the_newest_images_and_pdfs(db_path: 
         assert [name for name, a in loaded.items() if a.data is not None] == ["i1.png", "i2.png", "d2.pdf",
                                                                              "i3.png", "d3.pdf"]
         assert all(loaded[f"t{i}.txt"].text == "t" for i in range(4))  # text always: the request carries it
+
+
+async def test_a_messages_own_pdfs_are_always_loaded_together(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        await db.migrate()
+        repo = ConversationRepo(db)
+        conv = await repo.create(guild_id=1, channel_id=2, owner_id=3, model="m/x", title="t")
+        await repo.add_user_turn(conv.id, author_id=3, content="old", message_id=None, channel_id=2, attachments=[
+            StoredAttachment("old.pdf", "application/pdf", AttachmentKind.PDF, 4, b"%PDF")])
+        await repo.add_user_turn(conv.id, author_id=3, content="three", message_id=None, channel_id=2, attachments=[
+            StoredAttachment(f"p{i}.pdf", "application/pdf", AttachmentKind.PDF, 4, b"%PDF") for i in range(3)])
+        [old, three] = await repo.history(conv.id, pdf_data_for_last=1)
+        assert [a.data for a in old.attachments] == [None]
+        assert [a.data for a in three.attachments] == [b"%PDF"] * 3
