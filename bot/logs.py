@@ -1,8 +1,10 @@
 """Structured logging: JSON lines in production, readable in a terminal, secrets never written.
 
 Every log line passes through `SecretRedactor`, which replaces the configured secret values (the
-OpenRouter key, the Discord token) and anything shaped like a bearer token or an OpenRouter key with
-`[REDACTED]`, in the message, in every field and in rendered exceptions. Records from the standard
+OpenRouter key, the Discord token), anything shaped like a bearer token or an OpenRouter key, and
+Discord interaction tokens (the path segment after `/webhooks/{id}/` or `/interactions/{id}/` that
+discord.py logs at DEBUG, and a `token` value in the gateway payloads it logs) with `[REDACTED]`, in
+the message, in every field and in rendered exceptions. Records from the standard
 library (discord.py, httpx, aiosqlite) are routed through the same processors.
 """
 
@@ -18,11 +20,23 @@ import structlog
 from structlog.types import EventDict, Processor
 
 REDACTED = "[REDACTED]"
-_PATTERNS = (
+_PATTERNS = (  # a pattern's group 1, when it has one, is kept
     re.compile(r"(?i)(authorization\s*[:=]\s*['\"]?)(bearer|bot)?\s*[^\s'\",}]+(\s*[^\s'\",}]+)?"),
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"sk-or-[A-Za-z0-9_-]{8,}"),
+    re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"]+"),
+    re.compile(r"""(?i)(['"](?:interaction_)?token['"]\s*:\s*['"])[^'"]+"""),
 )
+_SECRET_KEYS = re.compile(r"(?i)^(.*_)?token$")  # a field named token or *_token (not *_tokens)
+
+
+_ACTIVE: SecretRedactor | None = None  # the configured one, with the process's secrets
+
+
+def scrub_secrets(text: str) -> str:
+    """`text` without the process's secrets or anything shaped like one: for text that is shown or
+    stored (an upstream error that repeats the key), not only for log lines."""
+    return (_ACTIVE or _DEFAULT).scrub(text)
 
 
 class SecretRedactor:
@@ -52,19 +66,23 @@ class SecretRedactor:
 
     def __call__(self, logger: Any, method: str, event: EventDict) -> EventDict:
         # Keys starting with "_" are structlog's own bookkeeping (the stdlib record), not log content.
-        return {key: value if key.startswith("_") else self._clean(value) for key, value in event.items()}
+        return {key: value if key.startswith("_") else
+                REDACTED if isinstance(value, str) and _SECRET_KEYS.match(key) else self._clean(value)
+                for key, value in event.items()}
+
+
+_DEFAULT = SecretRedactor()
 
 
 def _replacement(match: re.Match[str]) -> str:
-    if match.re is _PATTERNS[0]:
-        return match.group(1) + REDACTED
-    return REDACTED
+    return (match.group(1) or "") + REDACTED if match.re.groups else REDACTED
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = (),
                       stream: Any = None) -> None:
     """Configure structlog and the standard library once per process."""
-    redactor = SecretRedactor(secrets)
+    global _ACTIVE
+    redactor = _ACTIVE = SecretRedactor(secrets)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -37,7 +37,8 @@ class Services:
             app_title=settings.app_title,
             timeouts=Timeouts(connect=settings.connect_timeout_seconds,
                               first_byte=settings.first_byte_timeout_seconds,
-                              idle=settings.idle_timeout_seconds),
+                              idle=settings.idle_timeout_seconds, total=settings.stream_max_seconds,
+                              idle_content=settings.stream_idle_content_seconds),
             retry=RetryPolicy(max_retries=settings.request_max_retries,
                               budget=settings.request_retry_budget_seconds),
         )

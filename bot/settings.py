@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     first_byte_timeout_seconds: float = Field(default=60.0, gt=0)
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    stream_max_seconds: float = Field(default=900.0, gt=0)
+    stream_idle_content_seconds: float = Field(default=300.0, gt=0)
     models_cache_ttl_seconds: float = Field(default=3600.0, gt=0)
 
     # Chat behaviour

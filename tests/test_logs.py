@@ -75,3 +75,20 @@ def test_redactor_patterns_without_known_secrets() -> None:
     assert scrub("use sk-or-v1-deadbeefdeadbeef now") == f"use {REDACTED} now"
     assert scrub("Bearer abcdefghijkl") == REDACTED
     assert scrub("nothing here") == "nothing here"
+
+
+def test_interaction_tokens_are_redacted() -> None:
+    interaction = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OmFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6"
+    scrub = SecretRedactor().scrub
+    url = f"POST https://discord.com/api/v10/webhooks/1234/{interaction}/messages/@original with None"
+    assert scrub(url) == f"POST https://discord.com/api/v10/webhooks/1234/{REDACTED}/messages/@original with None"
+    assert interaction not in scrub(f"/interactions/99/{interaction}/callback?x=1")
+    event = {"t": "INTERACTION_CREATE", "d": {"id": "99", "token": interaction, "type": 2}}
+    assert interaction not in scrub(str(event)) and interaction not in scrub(json.dumps(event))
+    assert "'type': 2" in scrub(str(event))
+
+
+def test_token_fields_are_redacted_but_token_counts_are_not(captured: io.StringIO) -> None:
+    get_logger("t").info("answered", interaction_token="abc-secret-value", prompt_tokens=12, token="xyz-value")
+    [line] = lines(captured)
+    assert line["interaction_token"] == line["token"] == REDACTED and line["prompt_tokens"] == 12

@@ -1,8 +1,9 @@
 """Which files a turn can carry to the model, and how: pure functions.
 
 Images (PNG, JPEG, WebP, GIF) go as base64 data URLs in `image_url` parts; text-like files as text
-with their file name; PDFs as `file` parts. Anything too large, too many, or of another type gets a
-clear reason naming the file, and the rest of the turn still goes through.
+with their file name; PDFs as `file` parts. Anything too large (alone, or with the files before it
+in the same message), too many, or of another type gets a clear reason naming the file, and the rest
+of the turn still goes through. Later turns re-send only the newest few images and PDFs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class AttachmentLimits:
     max_image_bytes: int = 10 * 1024 * 1024
     max_text_bytes: int = 512 * 1024
     max_pdf_bytes: int = 20 * 1024 * 1024
+    max_total_bytes: int = 25 * 1024 * 1024  # all the files of one message together
     images_resent: int = 4  # only the newest few images of a conversation are sent again
+    # (PDFs likewise: those of the newest `bot.store.conversations.PDFS_RESENT` turns that carry any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,14 @@ def check_before_download(filename: str, content_type: str | None, size: int, in
            AttachmentKind.PDF: limits.max_pdf_bytes}[kind]
     if size > cap:
         return Rejected(filename, f"it is {_mb(size)}; {kind} files may be at most {_mb(cap)}")
+    return None
+
+
+def check_total(filename: str, size: int, used: int, limits: AttachmentLimits) -> Rejected | None:
+    """Refuse a file that would take the message's files past `max_total_bytes` (`used` so far)."""
+    if used + size > limits.max_total_bytes:
+        return Rejected(filename, f"with the files before it this message would carry {_mb(used + size)}; "
+                                  f"a message's files may be at most {_mb(limits.max_total_bytes)} in all")
     return None
 
 

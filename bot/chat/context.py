@@ -128,8 +128,11 @@ def turn_message(turn: Turn) -> Message | None:
                 parts.append(image_part(data_url(attachment)))
             else:
                 parts.append(text_part(f"[an earlier image, {attachment.filename}, is no longer shown]"))
-        elif attachment.kind == AttachmentKind.PDF and attachment.data is not None:
-            parts.append(file_part(attachment.filename, data_url(attachment)))
+        elif attachment.kind == AttachmentKind.PDF:
+            if attachment.data is not None:
+                parts.append(file_part(attachment.filename, data_url(attachment)))
+            else:
+                parts.append(text_part(f"[an earlier PDF, {attachment.filename}, is no longer sent]"))
     if not parts:
         return None
     if len(parts) == 1 and parts[0]["type"] == "text":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 
 from bot.money import usd
@@ -29,6 +30,55 @@ def open_fence(text: str) -> str | None:
     return opener
 
 
+def _extends(char: str) -> bool:
+    """Whether `char` belongs to the grapheme before it (Unicode's Extend and SpacingMark, roughly)."""
+    code = ord(char)
+    if code < 0x300:
+        return False
+    return (unicodedata.category(char) in ("Mn", "Me", "Mc")  # combining marks, variation selectors
+            or code in (0x200C, 0x200D, 0xFF9E, 0xFF9F)  # ZWNJ, ZWJ, halfwidth kana voicing marks
+            or 0x1F3FB <= code <= 0x1F3FF  # emoji skin tones
+            or 0xE0020 <= code <= 0xE007F  # emoji tag sequences (subdivision flags)
+            or 0x1160 <= code <= 0x11FF or 0xD7B0 <= code <= 0xD7FF)  # Hangul vowel and final jamo
+
+
+def _regional_indicator(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def is_grapheme_boundary(text: str, index: int) -> bool:
+    """Whether cutting `text` at `index` keeps every user-perceived character whole: combining marks,
+    emoji ZWJ sequences, variation selectors, skin tones, flags (regional-indicator pairs and tag
+    sequences), Hangul jamo, Indic conjuncts and CR LF. Errs towards "no" where unsure."""
+    if index <= 0 or index >= len(text):
+        return True
+    before, after = text[index - 1], text[index]
+    if before == "\r" and after == "\n":
+        return False
+    if _extends(after) or before == "\u200d":  # ZWJ glues the next pictograph (👨‍👩‍👧)
+        return False
+    if unicodedata.combining(before) == 9 and after.isalpha():  # a virama joins the next consonant
+        return False
+    if (0x1100 <= ord(before) <= 0x115F or 0xA960 <= ord(before) <= 0xA97F) and (
+            0x1100 <= ord(after) <= 0x115F or 0xAC00 <= ord(after) <= 0xD7A3):
+        return False  # a Hangul leading jamo takes what follows
+    if _regional_indicator(before) and _regional_indicator(after):
+        run = 0
+        while index - run - 1 >= 0 and _regional_indicator(text[index - run - 1]):
+            run += 1
+        return run % 2 == 0  # flags pair up from the start of the run
+    return True
+
+
+def grapheme_floor(text: str, index: int, lowest: int = 1) -> int:
+    """The nearest grapheme boundary at or before `index`, but not below `lowest`; `index` itself when
+    there is none (one grapheme longer than the room there is: it has to be cut somewhere)."""
+    cut = index
+    while cut > lowest and not is_grapheme_boundary(text, cut):
+        cut -= 1
+    return cut if is_grapheme_boundary(text, cut) else index
+
+
 def _cut_point(text: str, limit: int) -> int:
     """Where to cut `text` (longer than `limit`): a paragraph, else a line, else a space, else hard."""
     window = text[:limit]
@@ -45,9 +95,9 @@ def _cut_point(text: str, limit: int) -> int:
 def split_for_discord(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
     """Split text into messages of at most `limit` characters.
 
-    Cuts at paragraph or line boundaries where it can, and never leaves a code block broken: a fence
-    open at a cut is closed at the end of that message and reopened, with its language, at the start
-    of the next.
+    Cuts at paragraph or line boundaries where it can, never inside a grapheme (an accented letter,
+    an emoji sequence, a flag), and never leaves a code block broken: a fence open at a cut is closed
+    at the end of that message and reopened, with its language, at the start of the next.
     """
     if limit < 40:
         raise ValueError("limit too small to split sensibly")
@@ -65,6 +115,7 @@ def split_for_discord(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
         cut = _cut_point(candidate, room)
         if cut <= len(prefix):  # never cut inside the reopened fence line itself
             cut = min(len(candidate), max(room, len(prefix) + 1))
+        cut = grapheme_floor(candidate, cut, len(prefix) + 1)
         head = candidate[:cut]
         fence = open_fence(head)
         if fence is not None:
@@ -123,7 +174,7 @@ def thread_title(prompt: str, limit: int = 90) -> str:
     """A thread name from the first line of a prompt (Discord allows 100 characters)."""
     first = " ".join(prompt.strip().split("\n", 1)[0].split())
     first = re.sub(r"<@[!&]?\d+>", "", first).strip() or "Conversation"
-    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+    return first if len(first) <= limit else first[: grapheme_floor(first, limit - 1)].rstrip() + "…"
 
 
 def neutralize_mentions(text: str) -> str:

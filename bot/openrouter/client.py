@@ -4,8 +4,10 @@ Streamed chat completions, the models catalogue, generation stats and key info, 
 (`bot.openrouter.retry`: backoff with jitter, honouring `Retry-After` and `X-RateLimit-Reset`) on 408,
 429, 5xx and connection errors, never on 400/401/402/403 and never once a token has been delivered.
 Timeouts: connect, first byte (until the response headers arrive) and idle (between any two reads;
-OpenRouter's keep-alive comments count as life). Neither timeout is retried: a model that slow would
-only make the person wait twice as long.
+OpenRouter's keep-alive comments count as life). A stream also ends at two deadlines that keep-alives
+do not push back: `total` (from the request to the answer's end) and `idle_content` (between two
+`data` events). None of these is retried: a model that slow would only make the person wait twice as
+long.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Timeouts:
     connect: float = 10.0
     first_byte: float = 60.0
     idle: float = 60.0
+    total: float = 900.0  # a streamed answer, from its request to its end
+    idle_content: float = 300.0  # between two data events of a stream: keep-alive comments do not count
 
 
 class OpenRouterClient:
@@ -128,8 +132,9 @@ class OpenRouterClient:
 
     @asynccontextmanager
     async def _sse_events(self, path: str, body: bytes) -> AsyncIterator[_SSEReader]:
+        started = asyncio.get_running_loop().time()
         async with self._open("POST", path, content=body, accept="text/event-stream") as response:
-            yield _SSEReader(response, self._timeouts.idle)
+            yield _SSEReader(response, self._timeouts, started)
 
     @asynccontextmanager
     async def _open(self, method: str, path: str, *, content: bytes | None = None,
@@ -173,17 +178,22 @@ class _SSEReader:
     """An SSE response body: each step is the `data` payloads that one network read completed;
     `generation_id` is the response's `X-Generation-Id`.
 
-    A read waits at most `idle` seconds; a dropped connection becomes `StreamInterrupted`.
+    A read waits at most `idle` seconds, and never past the stream's deadlines: `total` seconds after
+    the request was sent, `idle_content` seconds after the last data event (or the response headers).
+    A dropped connection becomes `StreamInterrupted`.
     """
 
-    __slots__ = ("_chunks", "_decoder", "_ended", "_idle", "generation_id")
+    __slots__ = ("_chunks", "_content_at", "_decoder", "_ended", "_loop", "_started", "_timeouts", "generation_id")
 
-    def __init__(self, response: httpx.Response, idle: float) -> None:
+    def __init__(self, response: httpx.Response, timeouts: Timeouts, started: float) -> None:
         # OpenRouter names the generation in the headers, before any token: what it may bill
         self.generation_id: str | None = response.headers.get("X-Generation-Id") or None
         self._chunks = response.aiter_bytes()
         self._decoder = SSEDecoder()
-        self._idle = idle
+        self._timeouts = timeouts
+        self._loop = asyncio.get_running_loop()
+        self._started = started
+        self._content_at = self._loop.time()
         self._ended = False
 
     def __aiter__(self) -> _SSEReader:
@@ -192,16 +202,30 @@ class _SSEReader:
     async def __anext__(self) -> list[bytes]:
         if self._ended:
             raise StopAsyncIteration
+        t = self._timeouts
+        total_left = self._started + t.total - self._loop.time()
+        content_left = self._content_at + t.idle_content - self._loop.time()
         try:
-            async with asyncio.timeout(self._idle):
-                return self._decoder.feed(await self._chunks.__anext__())
+            async with asyncio.timeout(max(0.0, min(t.idle, total_left, content_left))):
+                events = self._decoder.feed(await self._chunks.__anext__())
         except StopAsyncIteration:
             self._ended = True
             return self._decoder.flush()
         except TimeoutError:
-            raise _timeout(f"no data from OpenRouter for {self._idle:g} s") from None
+            raise self._expired(total_left, content_left) from None
         except httpx.TransportError as exc:
             raise StreamInterrupted(f"connection lost mid-stream: {type(exc).__name__}") from None
+        if events:
+            self._content_at = self._loop.time()
+        return events
+
+    def _expired(self, total_left: float, content_left: float) -> RequestTimeout:
+        t = self._timeouts
+        if total_left <= min(t.idle, content_left):
+            return _timeout(f"the answer took longer than the {t.total:g} s allowed")
+        if content_left <= t.idle:
+            return _timeout(f"OpenRouter sent nothing but keep-alives for {t.idle_content:g} s")
+        return _timeout(f"no data from OpenRouter for {t.idle:g} s")
 
 
 def _timeout(detail: str) -> RequestTimeout:

@@ -2,7 +2,9 @@
 
 `classify()` turns an HTTP status (or the `code` of an error chunk inside a stream) and OpenRouter's
 error body into one of these classes. Each carries a short `user_message` fit to show in Discord; the
-raw text from OpenRouter stays in `detail` for the logs.
+text from OpenRouter stays in `detail` for the logs and the stored turn. Secrets are scrubbed from
+`detail` and `metadata` when the error is made (an upstream message may repeat the API key), so
+nothing built from them can show or store one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+
+from bot.logs import scrub_secrets
 
 if TYPE_CHECKING:
     from bot.openrouter.types import Completion
@@ -30,10 +34,11 @@ class OpenRouterError(Exception):
 
     def __init__(self, detail: str, *, status: int | None = None,
                  metadata: Mapping[str, Any] | None = None, partial: Completion | None = None) -> None:
+        detail = scrub_secrets(detail)
         super().__init__(detail)
         self.detail = detail
         self.status = status
-        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.metadata: dict[str, Any] = _scrubbed(dict(metadata or {}))
         self.partial = partial
 
     @property
@@ -47,6 +52,16 @@ class OpenRouterError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status!r}, detail={_shorten(self.detail, 120)!r})"
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_secrets(value)
+    if isinstance(value, Mapping):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(item) for item in value]
+    return value
 
 
 class BadRequest(OpenRouterError):

@@ -93,6 +93,9 @@ class AnswerRecord:
     cost_nusd: int | None = None
 
 
+PDFS_RESENT = 2  # the PDFs of this many newest turns that carry any are sent again (each turn's files are bounded)
+_NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.turn_id WHERE t2.conversation_id = :c "
+           "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
                  "cost_nusd, prompt_tokens, completion_tokens")
@@ -187,14 +190,16 @@ class ConversationRepo:
     async def save_progress(self, turn_id: int, content: str, generation_id: str | None) -> None:
         await self.db.execute(
             "UPDATE turns SET content = ?, generation_id = COALESCE(?, generation_id) "
-            "WHERE id = ? AND status = 'streaming'", (content, generation_id, turn_id))
+            "WHERE id = ? AND status = 'streaming' AND deleted_at IS NULL", (content, generation_id, turn_id))
 
     async def set_cost(self, turn_id: int, cost_nusd: int) -> None:
         await self.db.execute("UPDATE turns SET cost_nusd = ? WHERE id = ?", (cost_nusd, turn_id))
 
     async def finish_answer(self, turn_id: int, record: AnswerRecord) -> None:
+        """An answer ended. One whose message was deleted while it streamed keeps no text."""
         await self.db.execute(
-            "UPDATE turns SET content = ?, reasoning = ?, status = ?, error = ?, model = COALESCE(?, model), "
+            "UPDATE turns SET content = CASE WHEN deleted_at IS NULL THEN ? ELSE '' END, "
+            "reasoning = CASE WHEN deleted_at IS NULL THEN ? END, status = ?, error = ?, model = COALESCE(?, model), "
             "provider = ?, generation_id = ?, finish_reason = ?, native_finish_reason = ?, prompt_tokens = ?, "
             "completion_tokens = ?, reasoning_tokens = ?, cost_nusd = ?, "
             "completed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
@@ -207,11 +212,13 @@ class ConversationRepo:
         row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
         return Turn.from_row(row) if row else None
 
-    async def history(self, conversation_id: int, *, image_data_for_last: int = 4) -> list[Turn]:
+    async def history(self, conversation_id: int, *, image_data_for_last: int = 4,
+                      pdf_data_for_last: int = PDFS_RESENT) -> list[Turn]:
         """Every turn of a conversation in id order, with attachments.
 
-        Image bytes are loaded only for the newest `image_data_for_last` images: older ones are not
-        re-sent to the model, so there is no reason to read them.
+        File bytes are loaded only for the newest `image_data_for_last` images, and for the PDFs of the
+        newest `pdf_data_for_last` turns that carry PDFs (so a message's own PDFs always go together):
+        older ones are not re-sent to the model, so there is no reason to read them.
         """
         rows = await self.db.fetchall(
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND deleted_at IS NULL ORDER BY id",
@@ -219,12 +226,12 @@ class ConversationRepo:
         turns = [Turn.from_row(r) for r in rows]
         by_id = {t.id: t for t in turns}
         attachment_rows = await self.db.fetchall(
-            "SELECT a.id, a.turn_id, a.filename, a.mime, a.kind, a.size, a.text, "
-            "CASE WHEN a.kind != 'image' OR a.id IN (SELECT a2.id FROM attachments a2 JOIN turns t2 "
-            "  ON t2.id = a2.turn_id WHERE t2.conversation_id = :c AND a2.kind = 'image' "
-            "  ORDER BY a2.id DESC LIMIT :n) THEN a.data END AS data "
-            "FROM attachments a JOIN turns t ON t.id = a.turn_id WHERE t.conversation_id = :c ORDER BY a.id",
-            {"c": conversation_id, "n": image_data_for_last},
+            f"SELECT a.id, a.turn_id, a.filename, a.mime, a.kind, a.size, a.text, "
+            f"CASE WHEN a.id IN ({_NEWEST.format(column='id', kind='image', n=':images')}) OR (a.kind = 'pdf' "
+            f"  AND a.turn_id IN ({_NEWEST.format(column='turn_id', kind='pdf', n=':pdfs')})) THEN a.data END AS data "
+            f"FROM attachments a JOIN turns t ON t.id = a.turn_id "
+            f"WHERE t.conversation_id = :c AND t.deleted_at IS NULL ORDER BY a.id",
+            {"c": conversation_id, "images": image_data_for_last, "pdfs": pdf_data_for_last},
         )
         for r in attachment_rows:
             if r["turn_id"] not in by_id:
@@ -234,12 +241,20 @@ class ConversationRepo:
         return turns
 
     async def mark_deleted(self, message_ids: Sequence[int]) -> int:
-        """Discord messages were deleted: their turns leave the context (a question takes its answer along)."""
+        """Discord messages were deleted: their turns leave the context (a question takes its answer along)
+        and what they said is erased: text, reasoning and attachments. The rows stay, with their tokens
+        and cost, for the accounts."""
         changed = 0
-        for message_id in message_ids:
-            changed += await self.db.execute_rowcount(
-                "UPDATE turns SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                "WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+        async with self.db.transaction() as tx:
+            for message_id in message_ids:
+                await tx.execute(
+                    "DELETE FROM attachments WHERE turn_id IN "
+                    "(SELECT id FROM turns WHERE discord_message_id = ? AND deleted_at IS NULL)", (message_id,))
+                changed += await tx.execute_rowcount(
+                    "UPDATE turns SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), content = '', "
+                    "reasoning = NULL WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+        if changed:  # the old text may still sit in the write-ahead log: copy it out and empty it
+            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return changed
 
     async def streaming_turns(self) -> list[Turn]:

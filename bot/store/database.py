@@ -127,6 +127,7 @@ class Database:
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA secure_delete = ON")  # erased text is overwritten, not left in free pages
         self._conn = conn
 
     async def close(self) -> None:

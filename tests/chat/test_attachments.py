@@ -10,6 +10,7 @@ from bot.chat.attachments import (
     AttachmentLimits,
     Rejected,
     check_before_download,
+    check_total,
     data_url,
     kind_of,
     prepare,
@@ -312,3 +313,13 @@ def test_text_block_fence_is_longer_than_any_run_in_the_text() -> None:
     assert set(fence) == {"`"}
     assert len(fence) > 4
     assert block.endswith("\n" + fence)
+
+
+def test_a_messages_files_are_bounded_in_total() -> None:
+    limits = AttachmentLimits(max_total_bytes=10 * KB)
+    assert check_total("a.png", 6 * KB, 0, limits) is None
+    assert check_total("b.png", 4 * KB, 6 * KB, limits) is None  # exactly the total
+    refused = check_total("c.pdf", 5 * KB, 6 * KB, limits)
+    assert refused is not None and refused.message() == (
+        "`c.pdf` was not included: with the files before it this message would carry 11 KB; "
+        "a message's files may be at most 10 KB in all.")

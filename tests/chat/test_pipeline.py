@@ -10,6 +10,7 @@ from bot.money import to_nusd
 from bot.store.guilds import GuildRepo
 from tests.core_harness import CoreParts, RecordingView
 from tests.fakes.openrouter_server import JSONReply, SSEReply
+from tests.openrouter.conftest import API_KEY
 
 
 async def ask(parts: CoreParts, text: str = "Hello there") -> tuple[RecordingView, int]:
@@ -131,3 +132,16 @@ async def test_an_unreadable_cost_everywhere_falls_back_to_the_estimate(parts: C
     assert view.outcome is not None and view.outcome.cost_source == "estimate"
     [(amount, actual, source, _)] = await settled(parts)
     assert source == "estimate" and 0 < actual < amount
+
+
+async def test_an_upstream_error_that_repeats_the_key_is_scrubbed_before_it_is_shown_or_stored(
+        parts: CoreParts) -> None:
+    body = {"error": {"code": 400, "message": f"Provider rejected the request sent with key {API_KEY}",
+                      "metadata": {"raw": f"headers: Authorization: Bearer {API_KEY}"}}}
+    parts.fake.script("chat", JSONReply(400, body))
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.status == "error"
+    assert view.outcome.error_message is not None and "Provider rejected the request" in view.outcome.error_message
+    assert API_KEY not in view.outcome.error_message and "[REDACTED]" in view.outcome.error_message
+    [(error,)] = await parts.db.fetchall("SELECT error FROM turns WHERE role = 'assistant'")
+    assert error.startswith("BadRequest: ") and API_KEY not in error

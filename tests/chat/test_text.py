@@ -5,7 +5,14 @@ from decimal import Decimal
 
 import pytest
 
-from bot.chat.text import footer, format_cost, open_fence, split_for_discord, thread_title
+from bot.chat.text import (
+    footer,
+    format_cost,
+    is_grapheme_boundary,
+    open_fence,
+    split_for_discord,
+    thread_title,
+)
 
 
 def fences_balanced(part: str) -> bool:
@@ -103,3 +110,56 @@ def test_fit_keeps_every_message_within_discords_limit() -> None:
     assert fit("short") == "short"
     long = fit("x" * 5000)
     assert len(long) == DISCORD_LIMIT and long.endswith("…")
+
+
+GRAPHEMES = {
+    "combining marks": "e\u0301\u0323",  # e with acute and dot below, decomposed
+    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
+    "variation selector": "❤\ufe0f",
+    "keycap": "1\ufe0f\u20e3",
+    "skin tone": "👍🏽",
+    "ZWJ with skin tone": "🧑🏽\u200d🚀",
+    "flag": "🇫🇷",
+    "tag-sequence flag": "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    "Indic conjunct": "क्षि",
+    "Hangul jamo": "\u1100\u1161\u11a8",
+}
+
+
+@pytest.mark.parametrize("name", GRAPHEMES)
+def test_split_never_cuts_a_grapheme(name: str) -> None:
+    cluster = GRAPHEMES[name]
+    for offset in range(len(cluster) + 1):  # every alignment of the clusters against the limit
+        text = "x" * offset + cluster * 60
+        parts = split_for_discord(text, 41)
+        assert all(len(p) <= 41 for p in parts)
+        assert "".join(parts) == text.rstrip()
+        for part in parts[1:] if offset else parts:
+            body = part if part is not parts[0] else part[offset:]
+            assert body.replace(cluster, "") == "", (name, offset, part)
+
+
+def test_flags_pair_up_from_the_start_of_their_run() -> None:
+    text = "🇫🇷🇩🇪🇮🇹🇪🇸" * 20
+    for limit in (40, 41, 43):
+        parts = split_for_discord(text, limit)
+        assert "".join(parts) == text
+        assert all(len(p) % 2 == 0 for p in parts)  # whole flags: each is a pair of regional indicators
+
+
+def test_grapheme_boundaries() -> None:
+    assert not is_grapheme_boundary("a\r\nb", 2)
+    assert is_grapheme_boundary("a\r\nb", 1) and is_grapheme_boundary("a\r\nb", 3)
+    assert is_grapheme_boundary("e\u0301x", 2) and not is_grapheme_boundary("e\u0301x", 1)
+    assert [i for i in range(1, 7) if is_grapheme_boundary("🇫🇷🇩🇪🇮🇹x", i)] == [2, 4, 6]
+
+
+def test_a_grapheme_longer_than_a_message_is_still_split() -> None:
+    zalgo = "a" + "\u0301" * 150
+    parts = split_for_discord(zalgo, 50)
+    assert "".join(parts) == zalgo and all(len(p) <= 50 for p in parts)
+
+
+def test_thread_title_keeps_its_last_emoji_whole() -> None:
+    title = thread_title("x" * 87 + "👨\u200d👩\u200d👧 and more words", limit=90)
+    assert title == "x" * 87 + "…"

@@ -82,3 +82,49 @@ async def test_an_image_for_a_model_that_cannot_see_is_refused_with_alternatives
     await d.post_message(thread_id, "Try again", user_id=bot.user)
     await bot.wait_answer_done(thread_id)
     assert len(image_urls(bot.openrouter.chat_requests()[-1].json())) == 1
+
+
+def pdf(n: int, size: int = 2000) -> bytes:
+    return b"%PDF-1.4\n" + f"% document {n}\n".encode() + b"0" * size
+
+
+def file_names(message: dict) -> list[str]:
+    content = message["content"]
+    return [p["file"]["filename"] for p in content if p.get("type") == "file"] if isinstance(content, list) else []
+
+
+async def test_only_the_newest_pdfs_are_resent(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    for i in range(4):
+        await d.post_message(thread_id, f"pdf {i}", user_id=bot.user,
+                             attachments=[(f"doc{i}.pdf", pdf(i), "application/pdf")])
+        await bot.wait_answer_done(thread_id, count=i + 1)
+    body = bot.openrouter.chat_requests()[-1].json()
+    assert [name for m in body["messages"] for name in file_names(m)] == ["doc2.pdf", "doc3.pdf"]
+    texts = str(body["messages"])
+    assert "an earlier PDF, doc0.pdf, is no longer sent" in texts and "doc1.pdf, is no longer sent" in texts
+    assert "doc2.pdf, is no longer" not in texts
+
+
+async def test_a_messages_files_are_bounded_in_total_each_excess_file_named(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    nine = 9 * 1024 * 1024
+    files = [
+        ("a.pdf", pdf(1, nine), "application/pdf"),
+        ("b.png", PNG + b"\x00" * nine, "image/png"),
+        ("c.pdf", pdf(3, nine), "application/pdf"),  # 27 MB with the two before it: over 25 MB
+        ("d.txt", b"small notes", "text/plain"),  # still fits
+        ("e.png", PNG + b"\x00" * (7 * 1024 * 1024), "image/png"),  # 25 MB+ with a, b, d: over
+    ]
+    await d.post_message(thread_id, "Read all of these", user_id=bot.user, attachments=files)
+    [answer] = await bot.wait_answer_done(thread_id, within=40)
+    last = bot.openrouter.chat_requests()[-1].json()["messages"][-1]["content"]
+    assert file_names({"content": last}) == ["a.pdf"] and len([p for p in last if p["type"] == "image_url"]) == 1
+    assert "File `d.txt`:" in last[0]["text"]
+    for name in ("c.pdf", "e.png"):
+        assert f"`{name}` was not included: with the files before it" in answer.content
+    assert "at most 25 MB in all" in answer.content
+    stored = await bot.query("SELECT filename FROM attachments ORDER BY id")
+    assert stored == [("a.pdf",), ("b.png",), ("d.txt",)]

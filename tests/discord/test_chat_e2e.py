@@ -276,6 +276,8 @@ async def test_a_deleted_message_leaves_the_context(bot: Harness) -> None:
     body = json.dumps(bot.openrouter.chat_requests()[-1].json()["messages"])
     assert "hunter2" not in body  # neither the question nor the answer that repeated it
     assert "What is Rust?" in body
+    # and the store no longer holds what it said, only that it was there
+    assert await bot.query("SELECT content FROM turns WHERE discord_message_id = ?", (int(secret["id"]),)) == [("",)]
 
 
 async def test_chat_inside_a_conversation_thread_continues_it(bot: Harness) -> None:
@@ -430,3 +432,16 @@ async def test_models_command_shows_variable_prices_never_as_free(harness: Harne
     assert "variable price" in shown["acme/router"] and "free" not in shown["acme/router"]
     assert "variable price" in shown["acme/unlisted"] and "free" not in shown["acme/unlisted"]
     assert "in free / out free" in shown["acme/gift:free"]
+
+
+async def test_a_stream_of_keep_alives_ends_as_an_error_with_what_arrived_kept(harness: Harness) -> None:
+    harness.overrides |= {"stream_idle_content_seconds": 1.0, "idle_timeout_seconds": 0.5}
+    await harness.start()
+    d = harness.discord
+    first = b'data: {"id":"gen-ka","model":"openai/gpt-4o","choices":[{"index":0,"delta":{"content":"Half an"}}]}\n\n'
+    harness.openrouter.script("chat", SSEReply(events=[first, b"data: [DONE]\n\n"], interval=60, keepalive_every=0.1))
+    inter = await d.slash("chat", {"prompt": "hi"}, user_id=harness.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "took too long" in inter.message.content, timeout=15)
+    assert inter.message is not None and inter.message.content.startswith("Half an")
+    [row] = await harness.query("SELECT status, content, error FROM turns WHERE role = 'assistant'")
+    assert row[:2] == ("error", "Half an") and "keep-alives" in row[2]

@@ -157,3 +157,26 @@ async def test_an_answer_whose_final_edit_never_landed_is_shown_at_the_next_star
     final = d.messages[placeholder.id]
     assert "▌" not in final.content and final.components == [] and "\n-# " in final.content
     assert await harness.query(unshown) == [("complete", 1)]
+
+
+async def test_debug_logs_carry_no_interaction_token(harness: Harness) -> None:
+    """At LOG_LEVEL=DEBUG discord.py logs every webhook URL (the interaction token is a path segment)
+    and every gateway event (INTERACTION_CREATE carries the token): none of it reaches a log line."""
+    proc = await spawn_bot(harness)
+    try:
+        d = harness.discord
+        await d.wait_ready(timeout=20)
+        inter = await d.slash("chat", {"prompt": "hello"}, user_id=harness.user, channel_id=d.text_channel_id)
+        await d.wait_for(lambda: inter.message is not None and "\n-# " in inter.message.content
+                         and "▌" not in inter.message.content and bool(d.threads), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    logs = (out + err).decode()
+    assert inter.token and inter.token[:24] not in logs
+    # the lines that used to carry it are there, scrubbed
+    assert f"/interactions/{inter.id}/[REDACTED]/callback" in logs
+    assert "/webhooks/" in logs and "/[REDACTED]/messages/@original" in logs
+    assert '"t": "INTERACTION_CREATE"' in logs or "'t': 'INTERACTION_CREATE'" in logs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 
@@ -11,9 +12,17 @@ import pytest
 from bot.openrouter import errors as e
 from bot.openrouter.client import OpenRouterClient, RetryNotice
 from bot.openrouter.retry import RetryPolicy
+from bot.openrouter.sse import MAX_LINE_BYTES
 from bot.openrouter.types import ChatRequest, ProviderPreferences, image_part, text_part
 from tests.conftest import FIXTURES, fixture_bytes
-from tests.fakes.openrouter_server import DropConnection, FakeOpenRouter, JSONReply, SSEReply
+from tests.fakes.openrouter_server import (
+    DONE_FRAME,
+    KEEPALIVE_FRAME,
+    DropConnection,
+    FakeOpenRouter,
+    JSONReply,
+    SSEReply,
+)
 from tests.openrouter.conftest import API_KEY, assert_valid_chat_request, collect, make_client
 from tests.openrouter.test_stream import replay
 
@@ -300,3 +309,49 @@ async def test_the_generation_id_is_known_from_the_headers_before_any_token(fake
             await reading
     assert told == [("gen-from-headers", "gen-from-headers")]
     assert stream.completion.generation_id == "gen-from-headers" and stream.completion.content == ""
+
+
+async def test_an_endless_line_ends_the_stream_with_a_clear_error(fake: FakeOpenRouter,
+                                                                  client: OpenRouterClient) -> None:
+    good = b'data: {"id":"gen-x","model":"m/x","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
+    fake.script("chat", SSEReply(events=[good, b"data: " + b"x" * (MAX_LINE_BYTES + 10)]))
+    with pytest.raises(e.InvalidResponse, match="a line longer than 1,048,576 bytes") as caught:
+        await collect(client.stream_chat(simple()))
+    assert caught.value.partial is not None and caught.value.partial.content == "Hel"
+    assert len(fake.chat_requests()) == 1
+
+
+def _content(text: str) -> bytes:
+    chunk = {"id": "gen-k", "model": "m/x", "choices": [{"index": 0, "delta": {"content": text}}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def test_a_stream_of_keep_alives_only_ends_at_the_content_deadline(fake: FakeOpenRouter) -> None:
+    """Keep-alives reset the idle timeout, but not the idle-content deadline."""
+    fake.script("chat", SSEReply(events=[KEEPALIVE_FRAME, DONE_FRAME], interval=30, keepalive_every=0.05))
+    async with make_client(fake, idle=0.3, idle_content=0.6) as client:
+        with pytest.raises(e.RequestTimeout, match=r"nothing but keep-alives for 0\.6 s") as caught:
+            await collect(client.stream_chat(simple()))
+    assert caught.value.partial is not None and caught.value.partial.content == ""
+    assert len(fake.chat_requests()) == 1  # not retried
+
+
+async def test_keep_alives_after_some_content_end_it_with_the_content_kept(fake: FakeOpenRouter) -> None:
+    fake.script("chat", SSEReply(events=[_content("Hel"), _content("lo"), DONE_FRAME], interval=30,
+                                 keepalive_every=0.05))
+    received: list[str] = []
+    async with make_client(fake, idle=0.3, idle_content=0.6) as client:
+        with pytest.raises(e.RequestTimeout, match="keep-alives") as caught:
+            async with client.stream_chat(simple()) as stream:
+                async for delta in stream:
+                    received.append(delta.content)
+    assert received == ["Hel"] and caught.value.partial is not None and caught.value.partial.content == "Hel"
+    assert "too long" in caught.value.user_message
+
+
+async def test_a_stream_that_goes_on_too_long_ends_at_the_overall_deadline(fake: FakeOpenRouter) -> None:
+    fake.script("chat", SSEReply(events=[_content("x")] * 400 + [DONE_FRAME], interval=0.02))
+    async with make_client(fake, idle=0.3, idle_content=0.3, total=0.8) as client:
+        with pytest.raises(e.RequestTimeout, match=r"took longer than the 0\.8 s allowed") as caught:
+            await collect(client.stream_chat(simple()))
+    assert caught.value.partial is not None and 5 < len(caught.value.partial.content) < 400

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from bot.logs import configure_logging
 from bot.openrouter import errors as e
 from tests.conftest import fixture_bytes
 
@@ -91,3 +94,18 @@ def test_status_classification(status: int | None, message: str, kind: type[e.Op
 def test_provider_down_names_provider_and_status() -> None:
     error = e.classify(503, "down", {"provider_name": "Acme"})
     assert error.user_message.startswith("The model's provider (Acme) is unavailable right now (HTTP 503)")
+
+
+def test_an_error_that_repeats_a_secret_is_scrubbed_before_anything_is_built_from_it() -> None:
+    key = "sk-or-v1-0123456789abcdef0123456789abcdef"
+    operator_secret = "plain-secret-without-a-known-shape"
+    configure_logging(level="WARNING", fmt="console", secrets=[operator_secret])
+    try:
+        error = e.classify(400, f"Invalid key {key} (also {operator_secret})",
+                           {"raw": f"Authorization: Bearer {key}", "provider_name": "P", "list": [key]})
+    finally:
+        configure_logging(level="WARNING", fmt="console")
+    shown = [error.detail, str(error), repr(error), error.user_message, json.dumps(error.metadata)]
+    for text in shown:
+        assert key not in text and operator_secret not in text
+    assert "Invalid key [REDACTED]" in error.user_message and error.metadata["provider_name"] == "P"

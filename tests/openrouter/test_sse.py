@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bot.openrouter.sse import SSEDecoder
+from bot.openrouter.errors import InvalidResponse
+from bot.openrouter.sse import MAX_LINE_BYTES, SSEDecoder
 from tests.conftest import FIXTURES, fixture_bytes
 
 SSE_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.sse"))
@@ -57,3 +58,52 @@ def test_event_without_final_blank_line_is_flushed() -> None:
     assert decoder.feed(b"data: [DONE]") == []
     assert decoder.flush() == [b"[DONE]"]
     assert decoder.flush() == []
+
+
+def test_a_line_past_the_bound_is_a_clear_error_even_fed_in_small_reads() -> None:
+    decoder = SSEDecoder(max_line=64 * 1024)
+    huge = b"data: " + b"x" * (64 * 1024)
+    with pytest.raises(InvalidResponse, match=r"a line longer than 65,536 bytes"):
+        for start in range(0, len(huge), 1000):
+            decoder.feed(huge[start:start + 1000])
+    # the default bound is 1 MiB, and a whole line at once is held to it too
+    with pytest.raises(InvalidResponse, match=r"longer than 1,048,576 bytes"):
+        SSEDecoder().feed(b"data: " + b"y" * MAX_LINE_BYTES + b"\n\n")
+
+
+def test_an_event_of_many_data_lines_is_bounded_too() -> None:
+    decoder = SSEDecoder(max_line=1000)
+    with pytest.raises(InvalidResponse, match="an event's data longer than 1,000 bytes"):
+        for _ in range(20):
+            decoder.feed(b"data: " + b"z" * 100 + b"\n")
+
+
+def test_a_line_just_under_the_bound_decodes() -> None:
+    decoder = SSEDecoder(max_line=1000)
+    line = b"data: " + b"a" * 990
+    events: list[bytes] = []
+    for byte in range(len(line)):
+        events += decoder.feed(line[byte:byte + 1])
+    assert events == [] and decoder.feed(b"\n\n") == [b"a" * 990]
+
+
+def test_decoding_is_linear_in_the_input_whatever_the_read_sizes() -> None:
+    """1 MB of one long event a byte per read, then 1 MB of small events a byte per read: the
+    decoder's work (bytes it searched or joined) stays a small multiple of the input, where
+    re-joining the buffer on every read would be ~500,000 times it."""
+    payload = b'{"v":"' + b"q" * (1_000_000 - 8) + b'"}'
+    data = b"data: " + payload + b"\n\n"
+    decoder = SSEDecoder()
+    events: list[bytes] = []
+    for i in range(len(data)):
+        events += decoder.feed(data[i:i + 1])
+    assert events == [payload]
+    assert decoder.bytes_scanned <= 3 * len(data)
+
+    small = b": keep-alive\n\n" + b"".join(b'data: {"n":%d}\n\n' % i for i in range(60_000))
+    decoder = SSEDecoder()
+    count = 0
+    for i in range(len(small)):
+        count += len(decoder.feed(small[i:i + 1]))
+    assert count == 60_000
+    assert decoder.bytes_scanned <= 3 * len(small)
