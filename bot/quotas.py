@@ -151,9 +151,15 @@ class QuotaService:
             else self.default_member_quota
         return Limits(guild, member)
 
-    def refusal_text(self, short: Short, now: datetime) -> str:
+    def refusal_text(self, short: Short, now: datetime, needed_nusd: int = 0) -> str:
         spent, quota = usd(from_nusd(short.spent_nusd)), usd(from_nusd(short.quota_nusd))
         when = f"for {month_name(now)}; it resets on {reset_text(now)}"
+        left = short.quota_nusd - short.spent_nusd
+        if short.quota_nusd and needed_nusd > left and short.spent_nusd * 2 < short.quota_nusd:  # too dear alone
+            whose = "this server's" if short.scope == "server" else "your"
+            return (f"This message could cost up to {usd(from_nusd(needed_nusd))} at worst-case prices (its text, "
+                    f"files and a short answer), more than the {usd(from_nusd(left))} left of "
+                    f"{whose} {quota} {when}. Shorten it, send fewer files, or pick a cheaper model with `/model`.")
         if short.quota_nusd == 0:
             who = "This server" if short.scope == "server" else "You"
             return f"{who} cannot spend anything on models this month (the limit is $0.00). " \
@@ -200,7 +206,7 @@ class QuotaService:
             size=size)
         if isinstance(result, Short):
             log.info("request refused by quota", scope=result.scope, spent=result.spent_nusd, quota=result.quota_nusd)
-            return QuotaRefusal(self.refusal_text(result, now))
+            return QuotaRefusal(self.refusal_text(result, now, cost(min(MIN_ANSWER_TOKENS, max_tokens))))
         assert isinstance(result, Held)
         return Reservation(result.id, guild_id or DM_GUILD, user_id, from_nusd(result.amount_nusd),
                            chosen["max_tokens"], chosen["max_tokens"] < max_tokens,

@@ -240,3 +240,12 @@ def test_the_worst_case_stands_in_the_dearest_allowed_price_for_an_unknown_one()
     assert Pricing.worst_of([router]) is None and Pricing.worst_of([router], [router]) is None
     assert Pricing.worst_of([router, cheap], [cheap, dear]) == Pricing(Decimal("0.00001"), Decimal("0.00003"))
     assert Pricing.worst_of([cheap], [dear]) == Pricing(Decimal("0.000001"), Decimal("0.000002"))  # known: kept
+
+
+async def test_a_message_dearer_than_what_is_left_is_told_so_not_that_the_budget_is_spent(db: Database) -> None:
+    quotas = service(db, Clock(NOV), guild="10", member="2")
+    refused = await quotas.reserve(guild_id=1, user_id=7, model="m/x", pricing=PRICING, prompt_tokens=3_000_000,
+                                   images=0, max_tokens=1000)  # $3 of prompt alone against $2
+    assert isinstance(refused, QuotaRefusal)
+    assert refused.message.startswith("This message could cost up to $3.00 at worst-case prices")
+    assert "more than the $2.00 left of your $2.00 for November" in refused.message

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+
 from bot.money import to_nusd
 from bot.store.guilds import GuildRepo
 from tests.core_harness import CoreParts, RecordingView
@@ -145,3 +147,33 @@ async def test_an_upstream_error_that_repeats_the_key_is_scrubbed_before_it_is_s
     assert API_KEY not in view.outcome.error_message and "[REDACTED]" in view.outcome.error_message
     [(error,)] = await parts.db.fetchall("SELECT error FROM turns WHERE role = 'assistant'")
     assert error.startswith("BadRequest: ") and API_KEY not in error
+
+
+async def test_a_full_disk_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(parts: CoreParts) -> None:
+    """The database cannot grow (SQLite's 'database or disk is full', made here with max_page_count)
+    while a long answer ends: the settlement and the record land once there is room again."""
+    import asyncio
+    import sqlite3
+
+    parts.core.models.max_answer_tokens = 16_000
+    parts.fake.tokens_per_second = 40_000  # about 0.3 s: the answer ends while the disk is full
+    parts.fake.reply_text = "lorem ipsum " * 4000  # ~48 KB: recording it needs new pages
+    conversations = parts.core.conversations
+    conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o", title="t")
+    view = RecordingView()
+    asking = asyncio.create_task(conversations.ask(conv, author_id=3, content="Hi", message_id=None, channel_id=2,
+                                                   attachments=(), view=view))
+    await view.wait_for_pieces(1)
+    pages = (await parts.db.fetchone("PRAGMA page_count"))[0]
+    await parts.db.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from now on
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await parts.db.execute("INSERT INTO bot_state (key, value) VALUES ('probe', ?)", ("x" * 100_000,))
+    await asyncio.sleep(1.5)
+    assert not asking.done()  # the record waits for room, retrying
+    await parts.db.conn.execute("PRAGMA max_page_count = 1073741823")  # room again
+    outcome = await asyncio.wait_for(asking, 20)
+    assert outcome.status == "complete" and view.outcome is outcome and outcome.content == parts.fake.reply_text
+    [(_, actual, source, turn_id)] = await settled(parts)
+    assert source == "usage" and actual == to_nusd(outcome.cost)  # type: ignore[arg-type]
+    row = await parts.db.fetchone("SELECT status, length(content) FROM turns WHERE id = ?", (turn_id,))
+    assert tuple(row) == ("complete", len(parts.fake.reply_text))

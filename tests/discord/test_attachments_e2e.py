@@ -85,7 +85,8 @@ async def test_an_image_for_a_model_that_cannot_see_is_refused_with_alternatives
 
 
 def pdf(n: int, size: int = 2000) -> bytes:
-    return b"%PDF-1.4\n" + f"% document {n}\n".encode() + b"0" * size
+    """A one-page PDF padded to `size` (the hold counts a PDF's pages, so it has one)."""
+    return b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n" + f"% document {n}\n".encode() + b"0" * size
 
 
 def file_names(message: dict) -> list[str]:
@@ -121,7 +122,8 @@ async def test_a_messages_files_are_bounded_in_total_each_excess_file_named(bot:
     await d.post_message(thread_id, "Read all of these", user_id=bot.user, attachments=files)
     [answer] = await bot.wait_answer_done(thread_id, within=40)
     last = bot.openrouter.chat_requests()[-1].json()["messages"][-1]["content"]
-    assert file_names({"content": last}) == ["a.pdf"] and len([p for p in last if p["type"] == "image_url"]) == 1
+    assert file_names({"content": last}) == ["a.pdf"]
+    assert len([p for p in last if p["type"] == "image_url"]) == 1
     assert "File `d.txt`:" in last[0]["text"]
     for name in ("c.pdf", "e.png"):
         assert f"`{name}` was not included: with the files before it" in answer.content
