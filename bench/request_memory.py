@@ -4,11 +4,11 @@ A conversation of `--turns` questions, alternating a `--image-mb` image and a `-
 bytes, so nothing compresses), each answered, is stored in a real SQLite file. Then, as the planner
 and the client do for the next question, under tracemalloc: the history is loaded
 (`ConversationRepo.history`: bytes only for the newest images and PDFs), turned into messages
-(`build_context`) and encoded as the request body (`json.dumps(ChatRequest.to_body()).encode()`, as
-`OpenRouterClient.stream_chat` does). The history is dropped once the messages are built, as the
-planner returns before the body is encoded. Prints the body's size, the peak traced memory of those
-steps and its ratio to the body, the same with the body kept in chunks (what streaming it to httpx
-would need), and what the history would weigh if every file were re-sent.
+(`build_context`) and sent as the request body the way `OpenRouterClient.stream_chat` does: a
+`JSONBody` encoded piece by piece as httpx sends it. The history is dropped once the messages are
+built, as the planner returns before the body is encoded. Prints the body's size, the peak traced
+memory of those steps and its ratio to the body, the same for the body encoded whole as one string
+and its bytes (what the client did before), and what the history would weigh if every file were re-sent.
 
     python -m bench.request_memory [--turns 12] [--image-mb 2] [--pdf-mb 4]
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bot.chat.context import build_context
 from bot.logs import configure_logging
+from bot.openrouter.client import JSONBody
 from bot.openrouter.types import ChatRequest, Message
 from bot.states import AttachmentKind, TurnStatus
 from bot.store.conversations import AnswerRecord, ConversationRepo, StoredAttachment
@@ -64,24 +65,29 @@ async def plan_messages(repo: ConversationRepo, conversation_id: int) -> list[Me
                          reserve_for_answer=2048).messages
 
 
-def encode(request: ChatRequest) -> bytes:
-    """As `OpenRouterClient.stream_chat` encodes a request."""
+def encode_whole(request: ChatRequest) -> bytes:
+    """The body as one string and then its bytes (what the client did before `JSONBody`)."""
     return json.dumps(request.to_body()).encode()
 
 
-def encode_in_chunks(request: ChatRequest) -> list[bytes]:
-    """The same bytes as `encode`, never whole in one piece: what an httpx body given as chunks (with
-    its Content-Length) would hold. Not what the client does today; shown for comparison."""
-    return [chunk.encode() for chunk in json.JSONEncoder().iterencode(request.to_body())]
+async def send_as_the_client_does(request: ChatRequest) -> int:
+    """The body as `OpenRouterClient.stream_chat` gives it to httpx: its length, then its pieces, each
+    sent and dropped in turn. Returns the bytes sent."""
+    body = JSONBody(request.to_body())
+    sent = 0
+    async for piece in body:
+        sent += len(piece)
+    assert sent == body.length
+    return sent
 
 
-async def build_body(repo: ConversationRepo, conversation_id: int, *, chunked: bool) -> tuple[int, int]:
-    """(body size, peak traced memory) from the stored conversation to the encoded body."""
+async def build_body(repo: ConversationRepo, conversation_id: int, *, whole: bool) -> tuple[int, int]:
+    """(body size, peak traced memory) from the stored conversation to the sent body."""
     gc.collect()
     tracemalloc.start()
     request = ChatRequest(model="openai/gpt-4o", messages=await plan_messages(repo, conversation_id),
                           max_tokens=2048)
-    size = sum(map(len, encode_in_chunks(request))) if chunked else len(encode(request))
+    size = len(encode_whole(request)) if whole else await send_as_the_client_does(request)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return size, peak
@@ -94,16 +100,16 @@ async def measure(turns: int, image_mb: float, pdf_mb: float) -> None:
             repo = ConversationRepo(db)
             conversation_id = await store_conversation(repo, turns, image_mb, pdf_mb)
             everything = sum(r["size"] for r in await db.fetchall("SELECT size FROM attachments"))
-            size, peak = await build_body(repo, conversation_id, chunked=False)
-            chunked_size, chunked_peak = await build_body(repo, conversation_id, chunked=True)
-    assert chunked_size == size
+            size, peak = await build_body(repo, conversation_id, whole=False)
+            whole_size, whole_peak = await build_body(repo, conversation_id, whole=True)
+    assert whole_size == size
     print(f"conversation: {turns} files stored, {everything / MB:.1f} MiB in all "
           f"(base64 ~{everything * 4 / 3 / MB:.1f} MiB if every file were re-sent)")
     print(f"request body: {size / MB:.1f} MiB")
-    print(f"peak traced memory, stored conversation → body as the client encodes it: {peak / MB:.1f} MiB "
+    print(f"peak traced memory, stored conversation → body sent as the client sends it: {peak / MB:.1f} MiB "
           f"= {peak / size:.2f} × the body")
-    print(f"the same, the body kept in chunks (not what the client does yet): {chunked_peak / MB:.1f} MiB "
-          f"= {chunked_peak / size:.2f} × the body")
+    print(f"the same, the body encoded whole (before JSONBody): {whole_peak / MB:.1f} MiB "
+          f"= {whole_peak / size:.2f} × the body")
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ class OpenRouterClient:
                     on_generation: OnGeneration | None = None) -> ChatStream:
         """The answer to `request`, streamed; nothing is sent until the stream is iterated.
         `on_generation` gets the generation's id as soon as the response headers arrive."""
-        body = json.dumps(request.to_body()).encode()
+        body = JSONBody(request.to_body())
         return ChatStream(partial(self._sse_events, "/chat/completions", body),
                           openrouter_retrier(self._retry.next_delay, on_retry), on_generation=on_generation)
 
@@ -131,19 +131,19 @@ class OpenRouterClient:
         return await call_with_retries(once, self._retry.next_delay)
 
     @asynccontextmanager
-    async def _sse_events(self, path: str, body: bytes) -> AsyncIterator[_SSEReader]:
+    async def _sse_events(self, path: str, body: JSONBody) -> AsyncIterator[_SSEReader]:
         started = asyncio.get_running_loop().time()
         async with self._open("POST", path, content=body, accept="text/event-stream") as response:
             yield _SSEReader(response, self._timeouts, started)
 
     @asynccontextmanager
-    async def _open(self, method: str, path: str, *, content: bytes | None = None,
+    async def _open(self, method: str, path: str, *, content: JSONBody | None = None,
                     params: dict[str, str] | None = None,
                     accept: str = "application/json") -> AsyncIterator[httpx.Response]:
         """Send a request; yield the response once its headers arrived with a success status."""
         headers = {"Accept": accept}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
+        if content is not None:  # sent as it is encoded, with its length known (not chunked)
+            headers |= {"Content-Type": "application/json", "Content-Length": str(content.length)}
         request = self._http.build_request(method, self._base_url + path, content=content,
                                            params=params, headers=headers)
         try:
@@ -172,6 +172,32 @@ class OpenRouterClient:
             raise RequestTimeout(f"OpenRouter stopped sending for {self._timeouts.idle:g} s") from None
         except httpx.TransportError as exc:
             raise StreamInterrupted(f"connection lost reading the response: {type(exc).__name__}") from None
+
+
+class JSONBody:
+    """A JSON request body encoded piece by piece as httpx sends it, never held whole: a conversation's
+    images and PDFs are not copied into one string and again into its bytes. It can be sent again (a
+    retry encodes it anew). `ensure_ascii` makes every character one byte, so its length is known."""
+
+    CHUNK = 64 * 1024
+    _encoder = json.JSONEncoder()
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+        self.length = sum(len(piece) for piece in self._encoder.iterencode(data))
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pending: list[str] = []
+        size = 0
+        for piece in self._encoder.iterencode(self._data):
+            pending.append(piece)
+            size += len(piece)
+            if size >= self.CHUNK:
+                yield "".join(pending).encode("ascii")
+                pending.clear()
+                size = 0
+        if pending:
+            yield "".join(pending).encode("ascii")
 
 
 class _SSEReader:

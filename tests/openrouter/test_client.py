@@ -355,3 +355,23 @@ async def test_a_stream_that_goes_on_too_long_ends_at_the_overall_deadline(fake:
         with pytest.raises(e.RequestTimeout, match=r"took longer than the 0\.8 s allowed") as caught:
             await collect(client.stream_chat(simple()))
     assert caught.value.partial is not None and 5 < len(caught.value.partial.content) < 400
+
+
+async def test_a_request_body_is_sent_as_it_is_encoded_with_its_length(fake: FakeOpenRouter,
+                                                                      client: OpenRouterClient) -> None:
+    """The body goes out in pieces (never one string and its bytes), with a Content-Length, not chunked;
+    a retry sends it again in full."""
+    from bot.openrouter.client import JSONBody
+
+    big = "x" * 300_000
+    body = JSONBody({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": big}]})
+    pieces = [piece async for piece in body]
+    assert len(pieces) > 1 and sum(map(len, pieces)) == body.length
+    assert [piece async for piece in body] == pieces  # sent again (a retry) in full
+    fake.script("chat", JSONReply(503, {"error": {"code": 503, "message": "busy"}}))
+    request = ChatRequest(model="openai/gpt-4o", messages=[{"role": "user", "content": big}], max_tokens=10)
+    await collect(client.stream_chat(request))
+    sent = fake.chat_requests()
+    assert len(sent) == 2 and all(r.json()["messages"][0]["content"] == big for r in sent)
+    assert all(r.headers.get("content-length") == str(len(r.body)) for r in sent)
+    assert all("transfer-encoding" not in r.headers for r in sent)
