@@ -14,19 +14,23 @@ from bot.logs import get_logger
 log = get_logger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ActiveAnswer:
-    turn_id: int
+    """An answer from its first message on: `task` streams it once its request goes out; a Stop that
+    comes before that is remembered (`stop_requested`) and the request is never sent."""
+
+    turn_id: int  # 0 until its turn is stored
     asker_id: int | None
     view: AnswerView
     task: asyncio.Task[None] | None = None
     stopped_by: int | None = None
+    stop_requested: bool = False
     cancelled_from_outside: bool = False
 
 
 class ActiveAnswers:
     def __init__(self) -> None:
-        self._answers: dict[int, ActiveAnswer] = {}
+        self._answers: dict[int, ActiveAnswer] = {}  # by id() of the answer
         self._idle = asyncio.Event()
         self._idle.set()
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -48,12 +52,12 @@ class ActiveAnswers:
 
     @contextlib.contextmanager
     def running(self, answer: ActiveAnswer) -> Iterator[ActiveAnswer]:
-        self._answers[answer.turn_id] = answer
+        self._answers[id(answer)] = answer
         self._idle.clear()
         try:
             yield answer
         finally:
-            self._answers.pop(answer.turn_id, None)
+            self._answers.pop(id(answer), None)
             if not self._answers:
                 self._idle.set()
 
@@ -61,13 +65,15 @@ class ActiveAnswers:
         """The streaming answer shown in this Discord message, if any."""
         return next((a for a in self._answers.values() if message_id in a.view.message_ids()), None)
 
-    def stop(self, turn_id: int, *, by: int | None) -> bool:
-        """Stop one streaming answer (the Stop button). The partial answer is kept."""
-        answer = self._answers.get(turn_id)
-        if answer is None or answer.task is None or answer.task.done():
+    def stop(self, answer: ActiveAnswer, *, by: int | None) -> bool:
+        """Stop one answer (the Stop button): its partial text is kept; before its request went out,
+        the request is never sent."""
+        if id(answer) not in self._answers or (answer.task is not None and answer.task.done()):
             return False
         answer.stopped_by = by
-        answer.task.cancel()
+        answer.stop_requested = True
+        if answer.task is not None:
+            answer.task.cancel()
         return True
 
     async def shutdown(self, grace: float = 3.0) -> None:
@@ -78,7 +84,7 @@ class ActiveAnswers:
             log.info("waiting for answers to finish", count=len(self._answers), grace=grace)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        for turn_id in list(self._answers):
-            self.stop(turn_id, by=None)  # stopped by nobody: the bot is shutting down
+        for answer in list(self._answers.values()):
+            self.stop(answer, by=None)  # stopped by nobody: the bot is shutting down
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), 5)

@@ -86,4 +86,4 @@ class ConversationService:
         return self.active.find(message_id)
 
     def stop(self, answer: ActiveAnswer, *, by: int) -> bool:
-        return self.active.stop(answer.turn_id, by=by)
+        return self.active.stop(answer, by=by)

@@ -70,17 +70,17 @@ class AnswerPipeline:
         if reservation.lowered:
             await view.notice(f"The answer is limited to {reservation.max_tokens:,} tokens by what is left of "
                               f"the budget.")
-        try:
-            await view.begin()
-            turn_id = await self.repo.start_answer(conversation.id, reply_to=question.id,
-                                                   model=plan.request_plan.model, message_ids=view.message_ids(),
-                                                   channel_id=question.discord_channel_id)
-            await self.holds.link(reservation, turn_id)
-        except BaseException:
-            await self.holds.release(reservation, may_have_run=False)
-            raise
-        active = ActiveAnswer(turn_id, question.author_id, view)
+        active = ActiveAnswer(0, question.author_id, view)  # stoppable from its first message on
         with self.active.running(active):
+            try:
+                await view.begin()
+                active.turn_id = await self.repo.start_answer(
+                    conversation.id, reply_to=question.id, model=plan.request_plan.model,
+                    message_ids=view.message_ids(), channel_id=question.discord_channel_id)
+                await self.holds.link(reservation, active.turn_id)
+            except BaseException:
+                await self._land("release a hold", partial(self.holds.release, reservation, may_have_run=False))
+                raise
             outcome = await self._stream_and_record(plan, reservation, active)
         if active.cancelled_from_outside:
             raise asyncio.CancelledError  # the cancellation goes on, now that the answer is stored

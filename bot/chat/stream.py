@@ -37,6 +37,8 @@ class AnswerStreamer:
         self.progress_save_interval = progress_save_interval
 
     async def run(self, request: ChatRequest, view: AnswerView, active: ActiveAnswer) -> Streamed:
+        if active.stop_requested:  # stopped before its request went out: nothing is asked, nothing billed
+            return Streamed(Completion(), TurnStatus.STOPPED)
         async def on_retry(notice: RetryNotice) -> None:
             await view.notice(f"{notice.error.user_message} Retrying in {max(1, round(notice.delay))} s…",
                               NoticeKind.PROGRESS)

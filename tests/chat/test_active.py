@@ -22,9 +22,9 @@ async def test_found_by_message_stopped_once_and_forgotten_when_done() -> None:
     answer = ActiveAnswer(turn_id=9, asker_id=3, view=view, task=asyncio.create_task(asyncio.sleep(10)))
     with active.running(answer):
         assert active.find(502) is answer and active.find(999) is None
-        assert active.stop(9, by=4) and answer.stopped_by == 4
+        assert active.stop(answer, by=4) and answer.stopped_by == 4
         await asyncio.gather(answer.task, return_exceptions=True)  # type: ignore[arg-type]
-        assert not active.stop(9, by=4)  # already over
+        assert not active.stop(answer, by=4)  # already over
     assert active.find(502) is None and len(active) == 0
 
 
@@ -40,3 +40,11 @@ async def test_shutdown_lets_answers_finish_then_stops_the_rest() -> None:
     await asyncio.sleep(0.01)
     await asyncio.wait_for(active.shutdown(grace=0.2), 5)
     assert quick.done() and slow.done() and len(active) == 0
+
+
+async def test_a_stop_before_the_request_goes_out_is_remembered() -> None:
+    active = ActiveAnswers()
+    answer = ActiveAnswer(turn_id=0, asker_id=3, view=RecordingView())
+    assert not active.stop(answer, by=3)  # not running: nothing to stop
+    with active.running(answer):
+        assert active.stop(answer, by=3) and answer.stop_requested and answer.stopped_by == 3

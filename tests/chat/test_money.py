@@ -191,8 +191,8 @@ async def test_an_answer_stopped_before_its_first_token_is_settled_through_gener
             break
         await asyncio.sleep(0.01)
     assert await saved_generation(parts) == "gen-early" and view.content == []
-    turn_id = (await parts.db.fetchone("SELECT id FROM turns WHERE role = 'assistant'"))[0]
-    assert conversations.pipeline.active.stop(turn_id, by=3)  # the Stop button
+    answer = conversations.streaming_in(1001)  # RecordingView's message
+    assert answer is not None and conversations.stop(answer, by=3)  # the Stop button
     outcome = await asyncio.wait_for(asking, 10)
     assert outcome.status == "stopped" and outcome.content == ""
     assert (outcome.cost, outcome.cost_source) == (Decimal("0.0004"), "generation")

@@ -98,3 +98,11 @@ async def test_progress_saves_are_best_effort_when_another_process_holds_the_dat
         other.close()
     assert streamed.status is TurnStatus.COMPLETE and streamed.completion.content == "word " * 60
     assert "".join(view.content) == streamed.completion.content
+
+
+async def test_a_stop_before_the_request_goes_out_sends_nothing(parts: CoreParts) -> None:
+    plan, active, view = await start(parts)
+    active.stop_requested = True  # the Stop button on the first message, before the stream started
+    streamed = await run(parts, plan, active)
+    assert streamed.status is TurnStatus.STOPPED and streamed.completion.content == "" and view.content == []
+    assert parts.fake.chat_requests() == []
