@@ -44,7 +44,7 @@ class ChatBot(commands.Bot):
         self.core = core
         if settings.owner_ids:
             self.owner_ids = set(settings.owner_ids)
-        self.pacer = pacer or ChannelPacer()
+        self.pacer = pacer or ChannelPacer(global_per_second=settings.discord_writes_per_second)
         self._extensions = extensions
         self.tree.error(self.on_app_command_error)
 

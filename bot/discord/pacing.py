@@ -1,8 +1,12 @@
-"""Pacing of writes per Discord channel, so the bot stays inside Discord's per-channel budget.
+"""Pacing of the bot's writes to Discord, so it stays inside Discord's limits instead of drawing 429s.
 
-Discord allows about 5 message sends or edits per 5 seconds per channel. Every write the bot makes
-to a channel (edits of streaming answers, continuation messages, final edits) first takes a slot
-here; writes beyond the budget wait instead of drawing a 429.
+Two budgets (see ../shared notes on Discord's limits, modelled by tests/fakes/discord):
+- per channel: about 5 message sends or edits per 5 seconds;
+- global: Discord allows 50 requests a second per bot, interaction webhooks exempt; the bot's writes
+  take at most `global_per_second` (45 by default, so commands and reads keep headroom), and live
+  edits of streaming answers at most `live_share` of that, so first words, final edits, continuation
+  messages and threads always find room. With many answers streaming each one simply edits less often.
+Every write (edits, continuation messages, final edits, thread creation) first takes its slots here.
 """
 
 from __future__ import annotations
@@ -16,10 +20,16 @@ from collections.abc import Callable
 class ChannelPacer:
     PRUNE_ABOVE = 256  # channels tracked before idle ones are forgotten
 
-    def __init__(self, *, writes: int = 5, per: float = 5.0, margin: float = 0.3,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    GLOBAL_WINDOW = 1.0
+
+    def __init__(self, *, writes: int = 5, per: float = 5.0, margin: float = 0.3, global_per_second: int = 45,
+                 live_share: float = 0.8, clock: Callable[[], float] = time.monotonic) -> None:
         self.writes = writes
         self.per = per + margin  # a little slack for network jitter between us and Discord's clock
+        self.global_limit = global_per_second
+        self.live_limit = max(1, int(global_per_second * live_share))
+        self._global_per = self.GLOBAL_WINDOW + min(margin, 0.1)
+        self._global: collections.deque[float] = collections.deque()
         self._clock = clock
         self._sent: dict[int, collections.deque[float]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -46,8 +56,24 @@ class ChannelPacer:
             return 0.0
         return max(0.0, window[len(window) - allowed] + self.per - self._clock())
 
-    async def acquire(self, channel_id: int, *, reserve: int = 0) -> None:
-        """Wait for a slot, then take it. Writes to one channel go out in the order they asked."""
+    def global_delay(self, *, live: bool = False) -> float:
+        """Seconds until a write fits the bot's global budget (live edits get a smaller share of it)."""
+        window, now = self._global, self._clock()
+        while window and now - window[0] >= self._global_per:
+            window.popleft()
+        allowed = self.live_limit if live else self.global_limit
+        if len(window) < allowed:
+            return 0.0
+        return max(0.0, window[len(window) - allowed] + self._global_per - now)
+
+    async def acquire(self, channel_id: int | None, *, reserve: int = 0, live: bool = False,
+                      global_budget: bool = True) -> None:
+        """Wait for a slot, then take it: the channel's (when `channel_id` is given; writes to one channel
+        go out in the order they asked) and the global budget's (unless the route is exempt, as
+        interaction webhooks are). `live` marks an edit of a streaming answer: it yields to the rest."""
+        if channel_id is None:
+            await self._take_global(live=live)
+            return
         if len(self._sent) > self.PRUNE_ABOVE:
             self.forget_idle()
         lock = self._locks.get(channel_id)
@@ -59,7 +85,17 @@ class ChannelPacer:
                 self.waited += wait
                 await asyncio.sleep(wait)
                 wait = self.delay(channel_id, reserve=reserve)
+            if global_budget:
+                await self._take_global(live=live)
             self._window(channel_id).append(self._clock())
+
+    async def _take_global(self, *, live: bool) -> None:
+        wait = self.global_delay(live=live)
+        while wait > 0:
+            self.waited += wait
+            await asyncio.sleep(wait)
+            wait = self.global_delay(live=live)
+        self._global.append(self._clock())
 
     def assume_full(self, channel_id: int) -> None:
         """Treat this channel's budget as spent just now: at start, for channels the previous process

@@ -114,7 +114,8 @@ class DiscordAnswerView:
                 await self._task
         parts, reasoning = self.final_parts(outcome)
         try:
-            await self._write(partial(self._open, None), final=True)  # a refusal: no Stop button at all
+            if not self.messages:  # a refusal: its one message, with no Stop button at all
+                await self._retrying(partial(self._open, None))
             await self._show(parts, final=True, reasoning=reasoning)
         except discord.HTTPException as exc:
             log.error("could not show an answer's final form", error=str(exc), status=exc.status,
@@ -213,7 +214,8 @@ class DiscordAnswerView:
                 if self._sent[index] == text and attach is None and not (final and index == 0):
                     continue
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
-                await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final)
+                await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final,
+                                  global_budget=not self._via_webhook(self.messages[index]))
                 self._sent[index] = text
             else:
                 message = await self._write(partial(self._send_more, text), final=final)
@@ -221,18 +223,24 @@ class DiscordAnswerView:
                 self._sent.append(text)
                 if attach is not None:
                     await self._write(partial(self._edit, message, {"allowed_mentions": NO_MENTIONS}, attach),
-                                      final=final)
+                                      final=final, global_budget=not self._via_webhook(message))
 
-    async def _write(self, write: Callable[[], Awaitable[T]], *, final: bool) -> T:
-        """One write to Discord, paced. The final form's writes are retried while Discord fails."""
+    async def _write(self, write: Callable[[], Awaitable[T]], *, final: bool, global_budget: bool = True) -> T:
+        """One write to Discord, paced (a live edit yields to other writes). The final form's writes
+        are retried while Discord fails."""
         async def paced() -> T:
-            await self.pacer.acquire(self.channel_id)
+            await self.pacer.acquire(self.channel_id, live=not final, global_budget=global_budget)
             return await write()
 
-        if not final:
-            return await paced()
-        return await call_with_retries(paced, self.final_retry_schedule, retry_on=discord.HTTPException,
+        return await (self._retrying(paced) if final else paced())
+
+    async def _retrying(self, write: Callable[[], Awaitable[T]]) -> T:
+        return await call_with_retries(write, self.final_retry_schedule, retry_on=discord.HTTPException,
                                        what="final Discord write")
+
+    def _via_webhook(self, message: discord.Message) -> bool:
+        """Whether editing `message` goes through an interaction webhook (exempt from the global limit)."""
+        return isinstance(message, discord.InteractionMessage) and self._editable(message) is message
 
     def final_retry_schedule(self, attempt: int, error: discord.HTTPException, elapsed: float) -> float | None:
         """Discord's outages (5xx) and rate limits past discord.py's own retries, for `final_retry_budget`."""

@@ -445,3 +445,24 @@ async def test_a_stream_of_keep_alives_ends_as_an_error_with_what_arrived_kept(h
     assert inter.message is not None and inter.message.content.startswith("Half an")
     [row] = await harness.query("SELECT status, content, error FROM turns WHERE role = 'assistant'")
     assert row[:2] == ("error", "Half an") and "keep-alives" in row[2]
+
+
+async def test_many_threads_answering_at_once_stay_under_discords_global_limit(harness: Harness) -> None:
+    """Discord's global limit (50 a second, here 10 so that eight threads reach it) with the bot's own
+    budget below it (headroom for discord.py's own calls, as 45 of 50 keeps): every answer completes and
+    Discord answers no 429 at all."""
+    harness.discord.limits.global_limit = 10
+    harness.overrides["discord_writes_per_second"] = 6
+    await harness.start()
+    d = harness.discord
+    rooms = [d.add_text_channel(f"room-{i}") for i in range(8)]  # one conversation per channel
+    for i, room in enumerate(rooms):
+        await d.slash("chat", {"prompt": f"topic {i}"}, user_id=harness.user, channel_id=room)
+    await d.wait_for(lambda: len(d.threads) == 8, timeout=30)
+    threads = list(d.threads)
+    harness.openrouter.tokens_per_second = 40
+    harness.openrouter.reply_text = "busy " * 60  # about 1.5 s of streaming each
+    await asyncio.gather(*(d.post_message(t, "and now?", user_id=harness.user) for t in threads))
+    for thread_id in threads:
+        await harness.wait_answer_done(thread_id, within=40)
+    assert d.global_429_count == 0 and d.route_429_count == 0 and d.invalid_requests == []

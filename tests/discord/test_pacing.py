@@ -243,7 +243,8 @@ async def test_reserving_acquire_waits_while_a_normal_one_fits() -> None:
 
 async def test_bookkeeping_of_idle_channels_is_pruned_as_channels_pile_up() -> None:
     clock = FakeClock()
-    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, clock=clock)
+    # the global budget is not what this test is about: wide enough for every channel at once
+    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, global_per_second=1000, clock=clock)
     for channel in range(ChannelPacer.PRUNE_ABOVE + 1):
         await pacer.acquire(channel)
     assert len(pacer._sent) == ChannelPacer.PRUNE_ABOVE + 1
@@ -261,3 +262,31 @@ def test_a_channel_assumed_full_waits_out_a_whole_window() -> None:
     assert pacer.delay(7) == 5.0 and pacer.delay(8) == 0.0
     now[0] += 5.0
     assert pacer.delay(7) == 0.0
+
+
+async def test_the_global_budget_holds_across_channels_and_live_edits_yield() -> None:
+    from bot.discord.pacing import ChannelPacer
+
+    now = [50.0]
+    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, global_per_second=10, live_share=0.5, clock=lambda: now[0])
+    for channel in range(5):  # five channels, one live edit each: the live share (5 of 10) is used up
+        await pacer.acquire(channel, live=True)
+    assert pacer.global_delay(live=True) == 1.0 and pacer.global_delay() == 0.0  # other writes still pass
+    for channel in range(5, 10):
+        await pacer.acquire(channel)
+    assert pacer.global_delay() == 1.0
+    await pacer.acquire(42, global_budget=False)  # an interaction webhook: exempt, it waits for nothing
+    now[0] += 0.5
+    assert pacer.global_delay() == 0.5  # ... and took no global slot: the window is still the same ten
+    now[0] += 0.5
+    assert pacer.global_delay(live=True) == 0.0
+
+
+async def test_a_write_without_a_channel_takes_only_a_global_slot() -> None:
+    from bot.discord.pacing import ChannelPacer
+
+    now = [0.0]
+    pacer = ChannelPacer(writes=1, per=5.0, margin=0.0, global_per_second=2, clock=lambda: now[0])
+    await pacer.acquire(None)  # e.g. opening a thread
+    await pacer.acquire(7)
+    assert pacer.delay(7) == 5.0 and pacer.global_delay() == 1.0 and pacer.delay(8) == 0.0

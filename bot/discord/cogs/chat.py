@@ -209,6 +209,7 @@ class ChatCog(commands.Cog):
         if isinstance(first.channel, discord.Thread | discord.DMChannel):
             return
         try:
+            await self.bot.pacer.acquire(None)  # a thread costs global budget (no channel bucket)
             thread = await first.create_thread(name=thread_title(prompt), auto_archive_duration=1440)
         except discord.HTTPException as exc:
             log.warning("could not open a thread for a conversation", conversation=conversation.id, error=str(exc))
@@ -226,6 +227,7 @@ class ChatCog(commands.Cog):
         channel = message.channel
         kind = channel_kind(channel)
         if kind is ChannelKind.DM and not self.settings.allow_dms:
+            await self.bot.pacer.acquire(channel.id)
             await channel.send("Chatting in direct messages is turned off for this bot.", allowed_mentions=NO_MENTIONS)
             return
         conversation = await self.conversations.for_channel(channel.id, kind)
@@ -242,6 +244,7 @@ class ChatCog(commands.Cog):
         except Exception:
             log.exception("answering a message failed", message=message.id)
             with contextlib.suppress(discord.HTTPException):
+                await self.bot.pacer.acquire(message.channel.id)
                 await message.channel.send("⚠️ Something went wrong while answering. It has been logged.",
                                            allowed_mentions=NO_MENTIONS)
 
