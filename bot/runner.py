@@ -69,6 +69,7 @@ async def until_stopped(runner: asyncio.Task[None], stop: asyncio.Event) -> int:
 async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None,
               client_options: dict[str, Any] | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the exit status."""
+    log.info("starting", event_loop=type(asyncio.get_running_loop()).__module__)
     services = await Services.start(settings)
     core = Core.build(services)
     bot = ChatBot(settings, core, **(client_options or {}))

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     app_title: str = "OpenRouter Discord Bot"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    use_uvloop: bool = True  # uvloop's event loop where it is installed (less CPU); false: asyncio's
 
     # OpenRouter client behaviour
     request_max_retries: int = Field(default=3, ge=0, le=10)

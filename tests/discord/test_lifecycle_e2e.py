@@ -64,6 +64,8 @@ async def test_sigterm_mid_stream_stops_cleanly_and_logs_no_secret(harness: Harn
     logs = (out + err).decode()
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert lines and any(line.get("event") == "shutting down" for line in lines)
+    [starting] = [line for line in lines if line.get("event") == "starting"]
+    assert starting["event_loop"].startswith("uvloop")  # where it is installed, as it is by `pip install .`
     assert "process-discord-token-secret" not in logs and "process-key-secret" not in logs
 
 
