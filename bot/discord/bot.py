@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.chat.record import stored_outcome
 from bot.chat.text import CURSOR, fit
 from bot.core import Core
+from bot.discord.limits import DiscordLimits
 from bot.discord.pacing import ChannelPacer
 from bot.discord.render import DiscordAnswerView
 from bot.logs import get_logger
@@ -38,13 +39,16 @@ class ChatBot(commands.Bot):
         # No message cache: the bot reads its conversations from SQLite, and Discord echoes every edit
         # of a streaming answer back, which a cache would parse into Message objects each time.
         options.setdefault("max_messages", None)
+        pacer = pacer or ChannelPacer(global_per_second=settings.discord_writes_per_second)
+        self.limits = DiscordLimits(pacer)  # what Discord's responses say feeds the pacer back
+        options.setdefault("http_trace", self.limits.trace_config())
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          allowed_mentions=NO_MENTIONS, **options)
         self.settings = settings
         self.core = core
         if settings.owner_ids:
             self.owner_ids = set(settings.owner_ids)
-        self.pacer = pacer or ChannelPacer(global_per_second=settings.discord_writes_per_second)
+        self.pacer = pacer
         self._extensions = extensions
         self.tree.error(self.on_app_command_error)
 

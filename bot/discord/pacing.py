@@ -30,6 +30,9 @@ class ChannelPacer:
         self.live_limit = max(1, int(global_per_second * live_share))
         self._global_per = self.GLOBAL_WINDOW + min(margin, 0.1)
         self._global: collections.deque[float] = collections.deque()
+        self._global_paused_until = 0.0
+        self._paused_until: dict[int, float] = {}  # channel → when Discord's 429 lets it write again
+        self.live_slowdown = 1.0  # > 1 near Discord's invalid-request ban: live edits get that much less
         self._clock = clock
         self._sent: dict[int, collections.deque[float]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -52,19 +55,30 @@ class ChannelPacer:
         """
         window = self._window(channel_id)
         allowed = max(1, self.writes - reserve)
+        paused = self._paused_until.get(channel_id, 0.0) - self._clock()
         if len(window) < allowed:
-            return 0.0
-        return max(0.0, window[len(window) - allowed] + self.per - self._clock())
+            return max(0.0, paused)
+        return max(0.0, paused, window[len(window) - allowed] + self.per - self._clock())
 
     def global_delay(self, *, live: bool = False) -> float:
         """Seconds until a write fits the bot's global budget (live edits get a smaller share of it)."""
         window, now = self._global, self._clock()
         while window and now - window[0] >= self._global_per:
             window.popleft()
-        allowed = self.live_limit if live else self.global_limit
+        allowed = max(1, int(self.live_limit / self.live_slowdown)) if live else self.global_limit
+        paused = self._global_paused_until - now
         if len(window) < allowed:
-            return 0.0
-        return max(0.0, window[len(window) - allowed] + self._global_per - now)
+            return max(0.0, paused)
+        return max(0.0, paused, window[len(window) - allowed] + self._global_per - now)
+
+    def pause_global(self, seconds: float) -> None:
+        """Discord answered a global 429: no write until it allows them again."""
+        self._global_paused_until = max(self._global_paused_until, self._clock() + seconds)
+
+    def pause_channel(self, channel_id: int, seconds: float) -> None:
+        """Discord answered a 429 for this channel's bucket: its writes wait that long."""
+        until = self._clock() + seconds
+        self._paused_until[channel_id] = max(self._paused_until.get(channel_id, 0.0), until)
 
     async def acquire(self, channel_id: int | None, *, reserve: int = 0, live: bool = False,
                       global_budget: bool = True) -> None:
@@ -111,3 +125,6 @@ class ChannelPacer:
             if not self._window(channel_id) and (lock is None or not lock.locked()):
                 self._sent.pop(channel_id, None)
                 self._locks.pop(channel_id, None)
+        now = self._clock()
+        for channel_id in [c for c, until in self._paused_until.items() if until <= now]:
+            del self._paused_until[channel_id]

@@ -1,0 +1,95 @@
+"""What Discord says about the bot's requests, read from every response (discord.py's `http_trace`).
+
+- A 429 is counted and fed back to the pacer: a global one pauses every write, a per-route one pauses
+  that channel, for the `retry_after` Discord asked (discord.py then retries it itself).
+- Every 401, 403 and 429 (but a 429 of scope `shared`) is an invalid request: Discord bans a bot's IP
+  for an hour after 10,000 in 10 minutes. They are counted in a rolling 10 minutes; at 1,000 a warning
+  is logged, and near the ban the pacer slows every write the bot can defer (live edits).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from bot.discord.pacing import ChannelPacer
+from bot.logs import get_logger
+
+log = get_logger(__name__)
+INVALID_WINDOW = 600.0
+INVALID_BAN = 10_000
+WARN_AT = 1_000
+SLOW_AT = 5_000  # half way to the ban: live edits slow down
+CHANNEL_ROUTE = re.compile(r"/channels/(\d+)/")
+
+
+class DiscordLimits:
+    def __init__(self, pacer: ChannelPacer, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.pacer = pacer
+        self._clock = clock
+        self._invalid: collections.deque[float] = collections.deque()
+        self.rate_limited = {"global": 0, "route": 0, "shared": 0}
+        self.warned = False  # the warning was logged (again once the count falls to half)
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(self._on_request_end)
+        return trace
+
+    async def _on_request_end(self, session: aiohttp.ClientSession, context: Any,
+                              params: aiohttp.TraceRequestEndParams) -> None:
+        response = params.response
+        self.observe(response.status, response.headers, params.url.path)
+
+    def observe(self, status: int, headers: Any, path: str) -> None:
+        """One response: a 429 pauses the pacer; 401, 403 and 429 count as invalid requests."""
+        scope = (headers.get("X-RateLimit-Scope") or "").lower()
+        if status == 429:
+            self._rate_limited(headers, scope, path)
+        if status in (401, 403) or (status == 429 and scope != "shared"):
+            self._invalid.append(self._clock())
+            self._update()
+        elif self.pacer.live_slowdown > 1.0:
+            self._update()  # old ones leave the window: live edits speed up again
+
+    def _rate_limited(self, headers: Any, scope: str, path: str) -> None:
+        try:
+            # Reset-After is precise where Discord sends it; Retry-After is whole seconds, rounded up
+            retry_after = float(headers.get("X-RateLimit-Reset-After") or headers.get("Retry-After") or 1.0)
+        except ValueError:
+            retry_after = 1.0
+        is_global = scope == "global" or (headers.get("X-RateLimit-Global") or "").lower() == "true"
+        kind = "global" if is_global else "shared" if scope == "shared" else "route"
+        self.rate_limited[kind] += 1
+        channel = CHANNEL_ROUTE.search(path)
+        if is_global:
+            self.pacer.pause_global(retry_after)
+        elif channel is not None:
+            self.pacer.pause_channel(int(channel.group(1)), retry_after)
+        log.warning("Discord rate limited a request", scope=kind, retry_after=retry_after, path=_route(path))
+
+    def _update(self) -> None:
+        count = self.invalid_in_window()
+        if count >= WARN_AT and not self.warned:
+            self.warned = True
+            log.warning("many invalid Discord requests in 10 minutes; Discord bans at 10,000", count=count)
+        elif count < WARN_AT // 2:
+            self.warned = False
+        self.pacer.live_slowdown = 1.0 + max(0, count - SLOW_AT) / (INVALID_BAN - SLOW_AT) * 9
+
+    def invalid_in_window(self) -> int:
+        """Invalid requests (401, 403, 429 but shared ones) in the last 10 minutes."""
+        now = self._clock()
+        while self._invalid and now - self._invalid[0] >= INVALID_WINDOW:
+            self._invalid.popleft()
+        return len(self._invalid)
+
+
+def _route(path: str) -> str:
+    """A path for logs without the tokens and ids it carries."""
+    return re.sub(r"/\d+", "/{id}", re.sub(r"/(webhooks|interactions)/(\d+)/[^/]+", r"/\1/\2/{token}", path))
