@@ -41,6 +41,7 @@ class Services:
                               idle_content=settings.stream_idle_content_seconds),
             retry=RetryPolicy(max_retries=settings.request_max_retries,
                               budget=settings.request_retry_budget_seconds),
+            transport=settings.openrouter_http,
         )
         catalogue = ModelCatalogue(client.list_models, ttl=settings.models_cache_ttl_seconds)
         return cls(settings=settings, db=db, openrouter=client, catalogue=catalogue)

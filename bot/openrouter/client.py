@@ -18,9 +18,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from bot import __version__
 from bot.logs import get_logger
@@ -57,7 +58,8 @@ class Timeouts:
 class OpenRouterClient:
     def __init__(self, *, api_key: str, base_url: str = "https://openrouter.ai/api/v1",
                  app_url: str | None = None, app_title: str | None = None,
-                 timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> None:
+                 timeouts: Timeouts | None = None, retry: RetryPolicy | None = None,
+                 transport: Literal["aiohttp", "httpx"] = "aiohttp") -> None:
         self._timeouts = t = timeouts or Timeouts()
         self._retry = retry or RetryPolicy()
         self._base_url = base_url.rstrip("/")
@@ -71,13 +73,16 @@ class OpenRouterClient:
         if app_title:
             headers["X-OpenRouter-Title"] = app_title
             headers["X-Title"] = app_title
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         self._http = httpx.AsyncClient(
+            # aiohttp's C parser under httpx's API: streams are read in batches, not token by token
+            transport=AiohttpTransport(limits=limits) if transport == "aiohttp" else None,
             headers=headers,
             # The first-byte and idle timeouts are enforced per read below; httpx's read timeout
             # is only a safety net behind them.
             timeout=httpx.Timeout(connect=t.connect, read=max(t.first_byte, t.idle) + 5,
                                   write=_WRITE_TIMEOUT, pool=t.connect),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            limits=limits,
             follow_redirects=False,
         )
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -39,17 +39,20 @@ async def fake() -> AsyncIterator[FakeOpenRouter]:
     await server.close()
 
 
-def make_client(fake: FakeOpenRouter, **timeouts: float) -> OpenRouterClient:
+def make_client(fake: FakeOpenRouter, transport: Literal["aiohttp", "httpx"] = "aiohttp",
+                **timeouts: float) -> OpenRouterClient:
     return OpenRouterClient(
         api_key=API_KEY, base_url=fake.base_url, app_url="https://example.test/bot", app_title="Test Bot",
+        transport=transport,
         timeouts=Timeouts(**({"connect": 2.0, "first_byte": 5.0, "idle": 5.0} | timeouts)),
         retry=RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05, budget=5.0),
     )
 
 
-@pytest.fixture
-async def client(fake: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
-    async with make_client(fake) as c:
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def client(fake: FakeOpenRouter, request: pytest.FixtureRequest) -> AsyncIterator[OpenRouterClient]:
+    """The client on each transport it offers (aiohttp's by default, httpx's own): both must behave alike."""
+    async with make_client(fake, request.param) as c:
         yield c
 
 
