@@ -3,11 +3,14 @@ SQLite and the local OpenRouter server: where each settled cost comes from."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from decimal import Decimal
 
 import pytest
 
+from bot.chat.view import AnswerOutcome
 from bot.money import to_nusd
 from bot.store.guilds import GuildRepo
 from tests.core_harness import CoreParts, RecordingView
@@ -78,22 +81,25 @@ async def test_a_refused_request_holds_nothing(parts: CoreParts) -> None:
 
 
 
-async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(
-        parts: CoreParts) -> None:
-    """Another process holds SQLite's write lock past the busy timeout while the answer ends: the
-    view is finished, and the settlement and the record land once the lock is released."""
-    import asyncio
-    import sqlite3
-
-    parts.fake.tokens_per_second = 50
-    parts.fake.reply_text = "word " * 20
-    await parts.db.conn.execute("PRAGMA busy_timeout = 20")
+async def ask_in_background(parts: CoreParts) -> tuple[asyncio.Task[AnswerOutcome], RecordingView]:
+    """A question asked in a new conversation, answered in the background; back once words arrive."""
     conversations = parts.core.conversations
     conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o", title="t")
     view = RecordingView()
     asking = asyncio.create_task(conversations.ask(conv, author_id=3, content="Hi", message_id=None, channel_id=2,
                                                    attachments=(), view=view))
     await view.wait_for_pieces(1)
+    return asking, view
+
+
+async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(
+        parts: CoreParts) -> None:
+    """Another process holds SQLite's write lock past the busy timeout while the answer ends: the
+    view is finished, and the settlement and the record land once the lock is released."""
+    parts.fake.tokens_per_second = 50
+    parts.fake.reply_text = "word " * 20
+    await parts.db.conn.execute("PRAGMA busy_timeout = 20")
+    asking, view = await ask_in_background(parts)
     other = sqlite3.connect(parts.db.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     asyncio.get_running_loop().call_later(1.5, other.execute, "ROLLBACK")
@@ -152,18 +158,10 @@ async def test_an_upstream_error_that_repeats_the_key_is_scrubbed_before_it_is_s
 async def test_a_full_disk_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(parts: CoreParts) -> None:
     """The database cannot grow (SQLite's 'database or disk is full', made here with max_page_count)
     while a long answer ends: the settlement and the record land once there is room again."""
-    import asyncio
-    import sqlite3
-
     parts.core.models.max_answer_tokens = 16_000
     parts.fake.tokens_per_second = 40_000  # about 0.3 s: the answer ends while the disk is full
     parts.fake.reply_text = "lorem ipsum " * 4000  # ~48 KB: recording it needs new pages
-    conversations = parts.core.conversations
-    conv = await conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o", title="t")
-    view = RecordingView()
-    asking = asyncio.create_task(conversations.ask(conv, author_id=3, content="Hi", message_id=None, channel_id=2,
-                                                   attachments=(), view=view))
-    await view.wait_for_pieces(1)
+    asking, view = await ask_in_background(parts)
     pages = (await parts.db.fetchone("PRAGMA page_count"))[0]
     await parts.db.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from now on
     with pytest.raises(sqlite3.OperationalError, match="full"):
