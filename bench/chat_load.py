@@ -530,6 +530,8 @@ class ThreadResults:
     first_token_ms: list[float]  # follow-up posted -> the fake OpenRouter sent the first token
     token_to_visible_ms: list[float]  # first token -> first visible words
     done_ms: list[float]  # follow-up posted -> the answer's final edit
+    edits_per_reply: list[int]  # accepted edits of each reply's first message (live and final)
+    words_only_at_final: int  # replies whose first visible words came with their final edit
     global_429s: int
     route_429s: int
     invalid_requests: int
@@ -642,7 +644,8 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
     first_token_ms: list[float] = []
     token_to_visible_ms: list[float] = []
     done_ms: list[float] = []
-    tokens = finished = 0
+    edits_per_reply: list[int] = []
+    tokens = finished = words_only_at_final = 0
     for f in follow_ups:
         index = f.conv.index
         start = openrouter.starts.get(index)
@@ -656,12 +659,14 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
             failures.append(f"conversation {index}: no reply to the follow-up")
             continue
         placeholder_ms.append((parts[0].created_at - posted) * 1000)
+        edits_per_reply.append(len(parts[0].edits))
         visible = next((t for text, t in zip(parts[0].edits, parts[0].edit_times, strict=True)
                         if start.first_piece in text), None)
         if visible is None:
             failures.append(f"conversation {index}: no edit showed the answer")
         else:
             visible_ms.append((visible - posted) * 1000)
+            words_only_at_final += visible == parts[0].edit_times[-1] and len(parts) == 1
             token_to_visible_ms.append((visible - start.t) * 1000)
         if not reply_finished(discord_fake, f):
             failures.append(f"conversation {index}: the answer was not finalised")
@@ -686,7 +691,8 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
     return ThreadResults(
         conversations=n, threads=len(follow_ups), finished=finished, failures=failures, visible_ms=visible_ms,
         placeholder_ms=placeholder_ms, first_token_ms=first_token_ms, token_to_visible_ms=token_to_visible_ms,
-        done_ms=done_ms, global_429s=discord_fake.global_429_count - global_at_start,
+        done_ms=done_ms, edits_per_reply=edits_per_reply, words_only_at_final=words_only_at_final,
+        global_429s=discord_fake.global_429_count - global_at_start,
         route_429s=discord_fake.route_429_count - route_at_start,
         invalid_requests=len(discord_fake.invalid_requests) - invalid_at_start, setup_429s=setup_429s,
         max_global_per_second=max_in_window(requests, 1.0), max_writes_5s=max_writes, tokens=tokens,
@@ -738,6 +744,9 @@ def report_threads(args: argparse.Namespace, r: ThreadResults, total_seconds: fl
           f"p99 {pct(r.first_token_ms, 99)}")
     print(f"  first token -> first visible words: p50 {pct(r.token_to_visible_ms, 50)}, "
           f"p99 {pct(r.token_to_visible_ms, 99)}")
+    mean_edits = sum(r.edits_per_reply) / len(r.edits_per_reply) if r.edits_per_reply else math.nan
+    print(f"  edits per reply (live and final): mean {mean_edits:.1f}, fewest {min(r.edits_per_reply, default=0)}; "
+          f"replies whose first words came only with the final edit: {r.words_only_at_final}")
     print(f"  message -> answer final: p50 {pct(r.done_ms, 50)}, p99 {pct(r.done_ms, 99)} "
           f"(streaming alone takes {args.tokens / args.tps * 1000:.0f} ms)")
     print(f"  invalid requests (401/403/429) during the phase: {r.invalid_requests}; most global-limited requests "
