@@ -16,6 +16,18 @@ Three processes, so each one's CPU and memory are its own:
 
 Bot CPU is read from /proc/<pid>/stat (utime + stime) just before the commands go out and once every
 answer is finished; peak memory is the bot's VmHWM (peak resident set) from /proc/<pid>/status.
+
+``--scenario threads``: the same /chat conversations are only the setup (not measured): once every
+thread is open and every first answer final, and ``--drain`` seconds later (Discord's windows empty),
+every user posts one follow-up in their thread at once. Measured per thread: the follow-up stored by
+the fake Discord -> the first edit of the bot's reply that shows answer text (the reply opens as the
+"Thinking" placeholder), and the answer's completion; over the phase: 429s (global and per channel),
+invalid requests, bot CPU per 1,000 tokens, and peak memory (VmHWM, reset at the phase's start).
+
+    python -m bench.chat_load --scenario threads --conversations 100 --tokens 300 --tps 50
+
+The bot gets USE_UVLOOP, OPENROUTER_HTTP and DISCORD_WRITES_PER_SECOND from this process's environment
+(e.g. ``OPENROUTER_HTTP=httpx python -m bench.chat_load ...``); the fakes' addresses and keys are set here.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,9 +183,21 @@ def percentile(values: Sequence[float], p: float) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+# Bot settings taken from this process's environment (the other DISCORD_* / OPENROUTER_* variables are not
+# passed on: the bench sets the addresses and keys itself). USE_UVLOOP passes on like any other variable.
+PASSED_SETTINGS = ("DISCORD_WRITES_PER_SECOND", "OPENROUTER_HTTP")
+
+
+def bot_settings_shown() -> str:
+    """The settings under comparison as the bot will see them ("default" where unset)."""
+    names = ("USE_UVLOOP", *PASSED_SETTINGS)
+    return ", ".join(f"{name}={os.environ.get(name) or 'default'}" for name in names)
+
+
 async def start_bot(discord_base_url: str, gateway_url: str, openrouter_url: str, workdir: Path,
                     log_file: Path, edit_interval: float, module: str) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "OPENROUTER_"))} | {
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DISCORD_", "OPENROUTER_")) or k in PASSED_SETTINGS} | {
         "FAKE_DISCORD_API": f"{discord_base_url}/api/v10",
         "FAKE_DISCORD_GATEWAY": gateway_url,
         "DISCORD_TOKEN": "bench-discord-token",
@@ -260,17 +284,31 @@ def thread_opened(conv: Conversation) -> bool:
     return msg is not None and msg.thread_id is not None
 
 
-async def run_load(args: argparse.Namespace) -> Results:
+@dataclass
+class Harness:
+    """The three processes' parts, started and ready (the bot has synced its commands)."""
+
+    openrouter: OpenRouterProcess
+    discord: Any  # tests.fakes.discord.FakeDiscord
+    bot: asyncio.subprocess.Process
+    convs: list[Conversation]  # one user and one text channel each
+    workdir: Path
+    log_file: Path
+
+
+@contextlib.asynccontextmanager
+async def launched(args: argparse.Namespace) -> AsyncIterator[Harness]:
+    """Start the fake OpenRouter, the fake Discord and the bot; stop them all on the way out (the fakes'
+    records stay readable)."""
     from tests.fakes.discord import FakeDiscord
 
-    n = args.conversations
     workdir = Path(tempfile.mkdtemp(prefix="chat-load-"))
     log_file = workdir / "bot.log"
     openrouter = await start_openrouter(args.tokens, args.tps)
     discord_fake = FakeDiscord()
     await discord_fake.start()
     convs = [Conversation(i, discord_fake.add_user(f"user{i}"), discord_fake.add_text_channel(f"load-{i}"))
-             for i in range(n)]
+             for i in range(args.conversations)]
     bot = await start_bot(discord_fake.base_url, discord_fake.gateway_url, openrouter.url, workdir, log_file,
                           args.edit_interval, args.bot_module)
     try:
@@ -279,7 +317,26 @@ async def run_load(args: argparse.Namespace) -> Results:
         await asyncio.sleep(0.5)  # let the bot settle after start-up
         if bot.returncode is not None:
             raise SystemExit(f"the bot exited during start-up ({bot.returncode}); see {log_file}")
+        yield Harness(openrouter, discord_fake, bot, convs, workdir, log_file)
+    finally:
+        await stop_process(bot)
+        await stop_process(openrouter.proc)
+        if openrouter.reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(openrouter.reader, 5)
+        await discord_fake.close()
 
+
+def bot_log_problems(log_file: Path) -> list[str]:
+    return [line for line in log_file.read_text(errors="replace").splitlines()
+            if line.strip() and "voice will NOT be supported" not in line]  # discord.py's, harmless here
+
+
+async def run_load(args: argparse.Namespace) -> Results:
+    n = args.conversations
+    async with launched(args) as h:
+        openrouter, discord_fake, bot, convs, workdir, log_file = (
+            h.openrouter, h.discord, h.bot, h.convs, h.workdir, h.log_file)
         profiler = await start_py_spy(bot.pid, args.py_spy) if args.py_spy else None
         bot_cpu_at_start = cpu_seconds(bot.pid)
         bot_threads_at_start = thread_cpu_seconds(bot.pid)
@@ -308,13 +365,6 @@ async def run_load(args: argparse.Namespace) -> Results:
         driver_cpu = time.process_time() - driver_cpu_at_start
         bot_cpu_total = cpu_seconds(bot.pid)
         bot_peak = peak_rss_bytes(bot.pid)
-    finally:
-        await stop_process(bot)
-        await stop_process(openrouter.proc)
-        if openrouter.reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(openrouter.reader, 5)
-        await discord_fake.close()
 
     failures: list[str] = []
     first_edit_ms: list[float] = []
@@ -362,8 +412,7 @@ async def run_load(args: argparse.Namespace) -> Results:
     kinds: dict[str, int] = {}
     for _, _, kind in discord_fake.rate_limit_log:
         kinds[kind] = kinds.get(kind, 0) + 1
-    problems = [line for line in log_file.read_text(errors="replace").splitlines()
-                if line.strip() and "voice will NOT be supported" not in line]  # discord.py's, harmless here
+    problems = bot_log_problems(log_file)
     if bot.returncode != 0:
         failures.append(f"the bot exited with status {bot.returncode}")
     return Results(
@@ -453,8 +502,282 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
     return all(results) and not r.failures
 
 
+# ---------------------------------------------------------------------------------------------
+# The thread scenario: one follow-up in every conversation's thread at once
+# ---------------------------------------------------------------------------------------------
+
+# Targets from the issue (thread follow-ups).
+TARGET_FOLLOWUP_VISIBLE_P99_MS = 2500.0
+TARGET_THREAD_CPU_PER_1K_TOKENS = 0.10
+WRITES_FLOOR_PER_SECOND = 45  # the bot's default DISCORD_WRITES_PER_SECOND
+
+
+@dataclass
+class FollowUp:
+    conv: Conversation
+    thread_id: int
+    message: Any = None  # tests.fakes.discord.Msg: the user's follow-up
+
+
+@dataclass
+class ThreadResults:
+    conversations: int
+    threads: int
+    finished: int
+    failures: list[str]
+    visible_ms: list[float]  # follow-up posted -> first edit of the reply showing answer text
+    placeholder_ms: list[float]  # follow-up posted -> the reply ("Thinking") created
+    first_token_ms: list[float]  # follow-up posted -> the fake OpenRouter sent the first token
+    token_to_visible_ms: list[float]  # first token -> first visible words
+    done_ms: list[float]  # follow-up posted -> the answer's final edit
+    edits_per_reply: list[int]  # accepted edits of each reply's first message (live and final)
+    words_only_at_final: int  # replies whose first visible words came with their final edit
+    global_429s: int
+    route_429s: int
+    invalid_requests: int
+    setup_429s: int
+    max_global_per_second: int  # most authenticated (global-limited) requests in any 1 s of the phase
+    max_writes_5s: int
+    tokens: int
+    bot_cpu: float
+    bot_cpu_main: float
+    bot_peak_bytes: int
+    peak_is_phase: bool  # VmHWM was reset at the phase's start (else it includes the setup)
+    openrouter_cpu: float
+    driver_cpu: float
+    setup_seconds: float
+    phase_seconds: float
+    bot_log_problems: list[str]
+    workdir: Path
+
+
+def reply_messages(discord_fake: Any, f: FollowUp) -> list[Any]:
+    """The bot's messages in the thread after the follow-up: its answer (split if long)."""
+    return [m for m in discord_fake.bot_messages(f.thread_id) if m.id > f.message.id]
+
+
+def reply_finished(discord_fake: Any, f: FollowUp) -> bool:
+    parts = reply_messages(discord_fake, f)
+    return bool(parts) and FOOTER_MARK in "\n" + parts[-1].content and not any(CURSOR in m.content for m in parts)
+
+
+def max_in_window(times: Sequence[float], span: float) -> int:
+    best = start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= span:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset the process's VmHWM to its current resident set (Linux: "5" to clear_refs)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+async def run_threads(args: argparse.Namespace) -> ThreadResults:
+    n = args.conversations
+    failures: list[str] = []
+    follow_ups: list[FollowUp] = []
+    async with launched(args) as h:
+        discord_fake, bot, openrouter = h.discord, h.bot, h.openrouter
+
+        # Setup (not measured): /chat in every channel, until every thread is open and every answer final.
+        setup_started = time.monotonic()
+
+        async def chat(conv: Conversation) -> None:
+            conv.interaction = await discord_fake.slash(
+                "chat", {"prompt": f"bench-conversation-{conv.index}: please write a long answer"},
+                user_id=conv.user_id, channel_id=conv.channel_id)
+
+        await asyncio.gather(*(chat(c) for c in h.convs))
+        deadline = setup_started + args.tokens / args.tps * 3 + 60
+        while not all(thread_opened(c) for c in h.convs):
+            if bot.returncode is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        setup_seconds = time.monotonic() - setup_started
+        follow_ups = [FollowUp(c, c.interaction.message.thread_id) for c in h.convs if thread_opened(c)]
+        failures += [f"conversation {c.index}: no thread after /chat" for c in h.convs if not thread_opened(c)]
+        await asyncio.sleep(args.drain)  # the bot records the threads; Discord's windows empty
+        if bot.returncode is not None:
+            raise SystemExit(f"the bot exited during the setup ({bot.returncode}); see {h.log_file}")
+        setup_429s = discord_fake.rate_limited_count
+        invalid_at_start = len(discord_fake.invalid_requests)
+        global_at_start, route_at_start = discord_fake.global_429_count, discord_fake.route_429_count
+        requests_at_start, writes_at_start = len(discord_fake.request_log), len(discord_fake.write_log)
+        openrouter.starts.clear()  # from here on: the follow-ups' streams
+
+        # Measured: every user posts a follow-up in their thread at once.
+        peak_is_phase = reset_peak_rss(bot.pid)
+        bot_cpu_at_start = cpu_seconds(bot.pid)
+        bot_main_at_start = thread_cpu_seconds(bot.pid).get(bot.pid, 0.0)
+        or_cpu_at_start = cpu_seconds(openrouter.proc.pid)
+        driver_cpu_at_start = time.process_time()
+        phase_started = time.monotonic()
+
+        async def follow_up(f: FollowUp) -> None:
+            payload = await discord_fake.post_message(
+                f.thread_id, f"bench-conversation-{f.conv.index}: and then? please go on", user_id=f.conv.user_id)
+            f.message = discord_fake.messages[int(payload["id"])]
+
+        await asyncio.gather(*(follow_up(f) for f in follow_ups))
+        deadline = phase_started + args.tokens / args.tps * 3 + 60
+        while not all(reply_finished(discord_fake, f) for f in follow_ups):
+            if bot.returncode is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        phase_seconds = time.monotonic() - phase_started
+        bot_cpu = cpu_seconds(bot.pid) - bot_cpu_at_start
+        bot_cpu_main = thread_cpu_seconds(bot.pid).get(bot.pid, 0.0) - bot_main_at_start
+        or_cpu = cpu_seconds(openrouter.proc.pid) - or_cpu_at_start
+        driver_cpu = time.process_time() - driver_cpu_at_start
+        bot_peak = peak_rss_bytes(bot.pid)
+        await asyncio.sleep(0.2)  # the last stream-start lines reach the reader
+
+    visible_ms: list[float] = []
+    placeholder_ms: list[float] = []
+    first_token_ms: list[float] = []
+    token_to_visible_ms: list[float] = []
+    done_ms: list[float] = []
+    edits_per_reply: list[int] = []
+    tokens = finished = words_only_at_final = 0
+    for f in follow_ups:
+        index = f.conv.index
+        start = openrouter.starts.get(index)
+        parts = reply_messages(discord_fake, f)
+        if start is None:
+            failures.append(f"conversation {index}: no stream started for the follow-up")
+            continue
+        posted = f.message.created_at
+        first_token_ms.append((start.t - posted) * 1000)
+        if not parts:
+            failures.append(f"conversation {index}: no reply to the follow-up")
+            continue
+        placeholder_ms.append((parts[0].created_at - posted) * 1000)
+        edits_per_reply.append(len(parts[0].edits))
+        visible = next((t for text, t in zip(parts[0].edits, parts[0].edit_times, strict=True)
+                        if start.first_piece in text), None)
+        if visible is None:
+            failures.append(f"conversation {index}: no edit showed the answer")
+        else:
+            visible_ms.append((visible - posted) * 1000)
+            words_only_at_final += visible == parts[0].edit_times[-1] and len(parts) == 1
+            token_to_visible_ms.append((visible - start.t) * 1000)
+        if not reply_finished(discord_fake, f):
+            failures.append(f"conversation {index}: the answer was not finalised")
+            continue
+        texts = [m.content for m in parts]
+        texts[-1] = texts[-1].split("\n\n" + FOOTER_MARK.strip("\n"), 1)[0]
+        shown = sum(len(t.split()) for t in texts)
+        if shown != start.words:
+            failures.append(f"conversation {index}: the answer shows {shown} words, {start.words} were sent")
+            continue
+        finished += 1
+        tokens += start.tokens
+        done_ms.append((max(m.edit_times[-1] if m.edit_times else m.created_at for m in parts) - posted) * 1000)
+
+    requests = [t for t, _, path, _ in discord_fake.request_log[requests_at_start:]
+                if path.startswith("/api/") and not path.startswith(("/api/v10/interactions/", "/api/v10/webhooks/"))]
+    writes = discord_fake.write_log[writes_at_start:]
+    max_writes = max((max_in_window([t for t, c, k in writes if c == f.thread_id and k != "callback"], 5.0)
+                      for f in follow_ups), default=0)
+    if h.bot.returncode != 0:
+        failures.append(f"the bot exited with status {h.bot.returncode}")
+    return ThreadResults(
+        conversations=n, threads=len(follow_ups), finished=finished, failures=failures, visible_ms=visible_ms,
+        placeholder_ms=placeholder_ms, first_token_ms=first_token_ms, token_to_visible_ms=token_to_visible_ms,
+        done_ms=done_ms, edits_per_reply=edits_per_reply, words_only_at_final=words_only_at_final,
+        global_429s=discord_fake.global_429_count - global_at_start,
+        route_429s=discord_fake.route_429_count - route_at_start,
+        invalid_requests=len(discord_fake.invalid_requests) - invalid_at_start, setup_429s=setup_429s,
+        max_global_per_second=max_in_window(requests, 1.0), max_writes_5s=max_writes, tokens=tokens,
+        bot_cpu=bot_cpu, bot_cpu_main=bot_cpu_main, bot_peak_bytes=bot_peak, peak_is_phase=peak_is_phase,
+        openrouter_cpu=or_cpu, driver_cpu=driver_cpu, setup_seconds=setup_seconds, phase_seconds=phase_seconds,
+        bot_log_problems=bot_log_problems(h.log_file), workdir=h.workdir,
+    )
+
+
+def report_threads(args: argparse.Namespace, r: ThreadResults, total_seconds: float) -> bool:
+    def pct(values: Sequence[float], p: float) -> str:
+        return f"{percentile(values, p):.0f} ms"
+
+    cpu_per_1k = r.bot_cpu / (r.tokens / 1000) if r.tokens else math.nan
+    p99 = percentile(r.visible_ms, 99)
+    floor_s = r.threads / WRITES_FLOOR_PER_SECOND
+    print(f"thread load: {args.conversations} conversations, then one follow-up in each thread at once, "
+          f"{args.tokens} tokens each at {args.tps:g} tokens/s (STREAM_EDIT_INTERVAL_SECONDS={args.edit_interval:g}; "
+          f"{bot_settings_shown()}); Discord allows 5 writes / 5 s per channel and 50 requests / s in all")
+    print(f"setup (not measured): {r.threads}/{r.conversations} threads open in {r.setup_seconds:.1f} s, "
+          f"{r.setup_429s} 429s, then {args.drain:g} s for Discord's windows to empty")
+    print(f"finished answers: {r.finished}/{r.threads}; {r.tokens:,} tokens streamed; measured phase "
+          f"{r.phase_seconds:.1f} s (follow-ups posted to last answer final)")
+    rows: list[tuple[str, str, str, bool | None]] = [
+        ("answers completed", f"{r.finished}/{r.conversations}", "all", r.finished == r.conversations),
+        ("message -> first visible words, p50", pct(r.visible_ms, 50), "", None),
+        ("message -> first visible words, p99", f"{p99:.0f} ms", f"<= {TARGET_FOLLOWUP_VISIBLE_P99_MS:.0f} ms",
+         p99 <= TARGET_FOLLOWUP_VISIBLE_P99_MS),
+        ("global 429s", f"{r.global_429s}", f"{TARGET_429S}", r.global_429s <= TARGET_429S),
+        ("per-channel 429s", f"{r.route_429s}", f"{TARGET_429S}", r.route_429s <= TARGET_429S),
+        ("bot CPU s per 1,000 tokens", f"{cpu_per_1k:.4f}", f"<= {TARGET_THREAD_CPU_PER_1K_TOKENS}",
+         cpu_per_1k <= TARGET_THREAD_CPU_PER_1K_TOKENS),
+        ("bot peak memory (VmHWM)", f"{r.bot_peak_bytes / 1e6:.1f} MB", "", None),
+    ]
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'metric':<{width}}  {'value':>10}  {'target':>10}  result")
+    for name, value, target, ok in rows:
+        verdict = "" if ok is None else ("PASS" if ok else "MISS")
+        print(f"{name:<{width}}  {value:>10}  {target:>10}  {verdict}")
+
+    print("\ndetails:")
+    print("  message = when the fake Discord stored the user's follow-up (and dispatched MESSAGE_CREATE);")
+    print("  first visible words = when it accepted the first edit of the bot's reply that contains the")
+    print("  answer's first chunk (the reply opens as the 'Thinking' placeholder); all CLOCK_MONOTONIC.")
+    print(f"  floor: {r.threads} new reply messages at {WRITES_FLOOR_PER_SECOND} writes/s take "
+          f"{floor_s * 1000:.0f} ms")
+    print(f"  message -> reply placeholder created: p50 {pct(r.placeholder_ms, 50)}, p99 {pct(r.placeholder_ms, 99)}")
+    print(f"  message -> first token sent by OpenRouter: p50 {pct(r.first_token_ms, 50)}, "
+          f"p99 {pct(r.first_token_ms, 99)}")
+    print(f"  first token -> first visible words: p50 {pct(r.token_to_visible_ms, 50)}, "
+          f"p99 {pct(r.token_to_visible_ms, 99)}")
+    mean_edits = sum(r.edits_per_reply) / len(r.edits_per_reply) if r.edits_per_reply else math.nan
+    print(f"  edits per reply (live and final): mean {mean_edits:.1f}, fewest {min(r.edits_per_reply, default=0)}; "
+          f"replies whose first words came only with the final edit: {r.words_only_at_final}")
+    print(f"  message -> answer final: p50 {pct(r.done_ms, 50)}, p99 {pct(r.done_ms, 99)} "
+          f"(streaming alone takes {args.tokens / args.tps * 1000:.0f} ms)")
+    print(f"  invalid requests (401/403/429) during the phase: {r.invalid_requests}; most global-limited requests "
+          f"in any 1 s: {r.max_global_per_second} (Discord: 50); most writes to one thread in any 5 s: "
+          f"{r.max_writes_5s}")
+    print(f"  bot CPU during the phase: {r.bot_cpu:.2f} s (event-loop thread {r.bot_cpu_main:.2f} s, other threads "
+          f"{r.bot_cpu - r.bot_cpu_main:.2f} s); fake Discord + driver: {r.driver_cpu:.2f} s; fake OpenRouter: "
+          f"{r.openrouter_cpu:.2f} s; machine has {os.cpu_count()} CPUs")
+    print("  bot peak memory: " + ("during the measured phase (VmHWM reset at its start)" if r.peak_is_phase
+                                   else "since the bot started (VmHWM could not be reset)"))
+    if r.bot_log_problems:
+        print(f"  bot logged {len(r.bot_log_problems)} warning/error line(s); first ones:")
+        for line in r.bot_log_problems[:5]:
+            print(f"    {line[:300]}")
+    for failure in r.failures[:10]:
+        print(f"  FAILED: {failure}")
+    if len(r.failures) > 10:
+        print(f"  ... and {len(r.failures) - 10} more failures")
+    if r.failures or r.bot_log_problems:
+        print(f"  the bot's database and log are kept in {r.workdir}")
+    else:
+        shutil.rmtree(r.workdir, ignore_errors=True)
+    print(f"\ntotal run time: {total_seconds:.1f} s")
+    return all(ok for *_, ok in rows if ok is not None) and not r.failures and r.invalid_requests == 0
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.chat_load", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=("chat", "threads"), default="chat",
+                        help="chat (default): N /chat conversations at once; threads: N conversations set up "
+                             "first, then one follow-up message in every thread at once, measured")
     parser.add_argument("--conversations", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=400, help="tokens per answer (one 4-character chunk each)")
     parser.add_argument("--tps", type=float, default=50.0, help="tokens per second of each stream")
@@ -463,6 +786,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bot-module", default="tests.discord.bot_process",
                         help="module that runs the bot (to try out a change without touching bot/)")
     parser.add_argument("--py-spy", metavar="FILE", help="profile the bot during the load with py-spy (raw format)")
+    parser.add_argument("--drain", type=float, default=6.0,
+                        help="threads: seconds between the setup and the follow-ups (Discord's windows empty)")
     parser.add_argument("--serve-openrouter", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -473,8 +798,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_openrouter(args.tokens, args.tps)
         return 0
     started = time.monotonic()
-    results = asyncio.run(run_load(args))
-    ok = report(args, results, time.monotonic() - started)
+    if args.scenario == "threads":
+        thread_results = asyncio.run(run_threads(args))
+        ok = report_threads(args, thread_results, time.monotonic() - started)
+    else:
+        results = asyncio.run(run_load(args))
+        ok = report(args, results, time.monotonic() - started)
     return 0 if ok else 1
 
 
