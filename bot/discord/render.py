@@ -62,6 +62,7 @@ class DiscordAnswerView:
         self._task: asyncio.Task[None] | None = None
         self._finished = False
         self._last_edit = 0.0
+        self._words_shown = False  # the answer's first words are on screen
 
     def adopt(self, messages: list[discord.Message]) -> None:
         """Show into messages that already exist (an answer shown again after a restart)."""
@@ -197,12 +198,16 @@ class DiscordAnswerView:
                     if self.finished():
                         return
                     self._changed.clear()
-                await self._show(self._live_parts(), final=False)
+                # the first words of an answer go before other answers' later live edits
+                first_words = not self._words_shown and bool("".join(self._content).strip())
+                await self._show(self._live_parts(), final=False, urgent=first_words)
+                self._words_shown = self._words_shown or first_words
                 self._last_edit = loop.time()
         except discord.HTTPException as exc:
             log.warning("could not update a streaming answer", error=str(exc), status=exc.status)
 
-    async def _show(self, parts: list[str], *, final: bool, reasoning: bytes | None = None) -> None:
+    async def _show(self, parts: list[str], *, final: bool, urgent: bool = False,
+                    reasoning: bytes | None = None) -> None:
         for index, text in enumerate(parts):
             last = index == len(parts) - 1
             view_kwargs: dict[str, object] = {}
@@ -215,7 +220,7 @@ class DiscordAnswerView:
                     continue
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
                 await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final,
-                                  global_budget=not self._via_webhook(self.messages[index]))
+                                  urgent=urgent, global_budget=not self._via_webhook(self.messages[index]))
                 self._sent[index] = text
             else:
                 message = await self._write(partial(self._send_more, text), final=final)
@@ -225,11 +230,12 @@ class DiscordAnswerView:
                     await self._write(partial(self._edit, message, {"allowed_mentions": NO_MENTIONS}, attach),
                                       final=final, global_budget=not self._via_webhook(message))
 
-    async def _write(self, write: Callable[[], Awaitable[T]], *, final: bool, global_budget: bool = True) -> T:
-        """One write to Discord, paced (a live edit yields to other writes). The final form's writes
-        are retried while Discord fails."""
+    async def _write(self, write: Callable[[], Awaitable[T]], *, final: bool, urgent: bool = False,
+                     global_budget: bool = True) -> T:
+        """One write to Discord, paced (a live edit that is not `urgent` yields to other writes). The
+        final form's writes are retried while Discord fails."""
         async def paced() -> T:
-            await self.pacer.acquire(self.channel_id, live=not final, global_budget=global_budget)
+            await self.pacer.acquire(self.channel_id, live=not (final or urgent), global_budget=global_budget)
             return await write()
 
         return await (self._retrying(paced) if final else paced())
