@@ -37,6 +37,9 @@ def answer_outcome(streamed: Streamed, cost: Decimal | None, source: CostSource 
     )
 
 
+STOPPED_BY_SOMEONE = 0
+
+
 def stored_outcome(turn: Turn) -> AnswerOutcome:
     """A finished answer as it was stored, to show again (notices are not stored, so not shown)."""
     tokens = (turn.prompt_tokens or 0) + (turn.completion_tokens or 0) \
@@ -44,7 +47,8 @@ def stored_outcome(turn: Turn) -> AnswerOutcome:
     return AnswerOutcome(
         status=AnswerStatus(turn.status.value), content=turn.content, reasoning=turn.reasoning or "",
         model=turn.model, tokens=tokens, cost=from_nusd(turn.cost_nusd) if turn.cost_nusd is not None else None,
-        finish_reason=turn.finish_reason, stopped_by=turn.author_id, turn_id=turn.id)
+        # who stopped a stopped answer is not stored: someone did (None would claim the bot was restarting)
+        finish_reason=turn.finish_reason, stopped_by=STOPPED_BY_SOMEONE, turn_id=turn.id)
 
 
 def refusal(message: str) -> AnswerOutcome:

@@ -41,3 +41,17 @@ def test_a_refusal_is_shown_but_never_stored() -> None:
     assert outcome.status is AnswerStatus.REFUSED and outcome.error_message == "No."
     with pytest.raises(ValueError):
         _ = outcome.status.stored
+
+
+def test_a_stored_answer_shown_again_keeps_its_status_tokens_and_cost() -> None:
+    from bot.chat.record import stored_outcome
+    from bot.store.conversations import Turn
+
+    turn = Turn(id=5, conversation_id=1, role="assistant", reply_to=4, author_id=None, content="Partial",
+                reasoning=None, status=TurnStatus.STOPPED, model="openai/gpt-4o", discord_message_id=9,
+                discord_message_ids=[9], discord_channel_id=2, finish_reason=None, cost_nusd=120_000,
+                prompt_tokens=10, completion_tokens=3)
+    outcome = stored_outcome(turn)
+    assert (outcome.status, outcome.content, outcome.tokens, outcome.cost) == (
+        AnswerStatus.STOPPED, "Partial", 13, Decimal("0.00012"))
+    assert outcome.stopped_by is not None  # stopped by someone, not by a restart the footer would claim
