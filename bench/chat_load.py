@@ -458,11 +458,7 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
          cpu_per_1k < TARGET_CPU_PER_1K_TOKENS),
         ("bot peak memory (VmHWM)", f"{peak_mb:.1f} MB", f"< {TARGET_PEAK_MB:.0f} MB", peak_mb < TARGET_PEAK_MB),
     ]
-    width = max(len(name) for name, *_ in rows)
-    print(f"\n{'metric':<{width}}  {'value':>10}  {'target':>10}  result")
-    for name, value, target, ok in rows:
-        verdict = "" if ok is None else ("PASS" if ok else "MISS")
-        print(f"{name:<{width}}  {value:>10}  {target:>10}  {verdict}")
+    print_table(rows)
 
     print("\ndetails:")
     print("  first token = when the fake OpenRouter wrote the stream's first content chunk; first visible edit =")
@@ -561,15 +557,6 @@ def reply_finished(discord_fake: Any, f: FollowUp) -> bool:
     return bool(parts) and FOOTER_MARK in "\n" + parts[-1].content and not any(CURSOR in m.content for m in parts)
 
 
-def max_in_window(times: Sequence[float], span: float) -> int:
-    best = start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= span:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def reset_peak_rss(pid: int) -> bool:
     """Reset the process's VmHWM to its current resident set (Linux: "5" to clear_refs)."""
     try:
@@ -579,7 +566,18 @@ def reset_peak_rss(pid: int) -> bool:
     return True
 
 
+def print_table(rows: Sequence[tuple[str, str, str, bool | None]]) -> None:
+    """Figures against their targets: PASS, MISS, or nothing where there is no target."""
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'metric':<{width}}  {'value':>10}  {'target':>10}  result")
+    for name, value, target, ok in rows:
+        verdict = "" if ok is None else ("PASS" if ok else "MISS")
+        print(f"{name:<{width}}  {value:>10}  {target:>10}  {verdict}")
+
+
 async def run_threads(args: argparse.Namespace) -> ThreadResults:
+    from tests.fakes.discord.ratelimits import most_in_window
+
     n = args.conversations
     failures: list[str] = []
     follow_ups: list[FollowUp] = []
@@ -684,7 +682,7 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
     requests = [t for t, _, path, _ in discord_fake.request_log[requests_at_start:]
                 if path.startswith("/api/") and not path.startswith(("/api/v10/interactions/", "/api/v10/webhooks/"))]
     writes = discord_fake.write_log[writes_at_start:]
-    max_writes = max((max_in_window([t for t, c, k in writes if c == f.thread_id and k != "callback"], 5.0)
+    max_writes = max((most_in_window([t for t, c, k in writes if c == f.thread_id and k != "callback"], 5.0)
                       for f in follow_ups), default=0)
     if h.bot.returncode != 0:
         failures.append(f"the bot exited with status {h.bot.returncode}")
@@ -695,7 +693,7 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
         global_429s=discord_fake.global_429_count - global_at_start,
         route_429s=discord_fake.route_429_count - route_at_start,
         invalid_requests=len(discord_fake.invalid_requests) - invalid_at_start, setup_429s=setup_429s,
-        max_global_per_second=max_in_window(requests, 1.0), max_writes_5s=max_writes, tokens=tokens,
+        max_global_per_second=most_in_window(requests, 1.0), max_writes_5s=max_writes, tokens=tokens,
         bot_cpu=bot_cpu, bot_cpu_main=bot_cpu_main, bot_peak_bytes=bot_peak, peak_is_phase=peak_is_phase,
         openrouter_cpu=or_cpu, driver_cpu=driver_cpu, setup_seconds=setup_seconds, phase_seconds=phase_seconds,
         bot_log_problems=bot_log_problems(h.log_file), workdir=h.workdir,
@@ -727,11 +725,7 @@ def report_threads(args: argparse.Namespace, r: ThreadResults, total_seconds: fl
          cpu_per_1k <= TARGET_THREAD_CPU_PER_1K_TOKENS),
         ("bot peak memory (VmHWM)", f"{r.bot_peak_bytes / 1e6:.1f} MB", "", None),
     ]
-    width = max(len(name) for name, *_ in rows)
-    print(f"\n{'metric':<{width}}  {'value':>10}  {'target':>10}  result")
-    for name, value, target, ok in rows:
-        verdict = "" if ok is None else ("PASS" if ok else "MISS")
-        print(f"{name:<{width}}  {value:>10}  {target:>10}  {verdict}")
+    print_table(rows)
 
     print("\ndetails:")
     print("  message = when the fake Discord stored the user's follow-up (and dispatched MESSAGE_CREATE);")

@@ -32,6 +32,13 @@ def valid_model_id(text: str) -> bool:
     return valid_pattern(text) and not is_pattern(text) and "/" in text
 
 
+def not_a_model_id(text: str) -> Refusal | None:
+    """Why typed text cannot be a model id (checked before anything shows it), or None."""
+    if valid_model_id(text.strip()):
+        return None
+    return Refusal("That is not a model id: ids look like `openai/gpt-4o`. Browse them with `/models`.")
+
+
 def is_pattern(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
@@ -127,8 +134,8 @@ class GuildPolicy:
         """The model's id when OpenRouter offers it and this server allows it, else why not. A refusal
         names the id only once its shape is checked (no mentions, no markdown, at most 200 characters)."""
         model_id = model_id.strip()
-        if not valid_model_id(model_id):
-            return Refusal("That is not a model id: ids look like `openai/gpt-4o`. Browse them with `/models`.")
+        if (shape := not_a_model_id(model_id)) is not None:
+            return shape
         try:
             info = None if model_id == AUTO_MODEL else await self.model_info(model_id)
         except OpenRouterError as exc:

@@ -146,14 +146,13 @@ class ServerConfig:
 
     async def overview(self, guild_id: int) -> Overview:
         s = await self.guilds.settings(guild_id)
-        limits = await self.quotas.limits(guild_id)
-        report = await self.quotas.usage(guild_id, 0, details=False)
+        report = await self.quotas.usage(guild_id, 0, details=False)  # the server's month and its limits
         patterns, own = await self.patterns(guild_id)
         return Overview(
-            default_model=await self.policy.default_model(guild_id), patterns=patterns, own_list=own,
+            default_model=s.default_model or self.policy.operator_default_model, patterns=patterns, own_list=own,
             models_matching=await self.models_matching(guild_id),
-            guild_quota=Quota(limits.guild_quota, s.guild_quota_nusd is None),
-            member_quota=Quota(limits.member_quota, s.member_quota_nusd is None),
+            guild_quota=Quota(report.guild_quota, s.guild_quota_nusd is None),
+            member_quota=Quota(report.member_quota, s.member_quota_nusd is None),
             month=report.month, spent=report.guild_spent, resets=report.resets, provider_sort=s.provider_sort,
             deny_data_collection=s.deny_data_collection, allow_fallbacks=s.allow_fallbacks,
             system_prompt=s.system_prompt or self.operator_system_prompt,

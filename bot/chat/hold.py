@@ -7,7 +7,6 @@ generation may have run, so nothing is ever under-counted.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 from bot.chat.context import worst_case_prompt
@@ -35,5 +34,5 @@ class BudgetHolds:
     async def release(self, reservation: Reservation, *, may_have_run: bool) -> None:
         """Settle a hold that nothing else will: the full amount if a generation may have run, else $0."""
         cost = None if may_have_run else Decimal(0)
-        await asyncio.shield(self.quotas.settle(reservation.id, reservation.guild_id, cost,
-                                                source=CostSource.RELEASED, model=None, fallback=reservation.amount))
+        await self.quotas.settle(reservation.id, reservation.guild_id, cost, source=CostSource.RELEASED, model=None,
+                                 fallback=reservation.amount)

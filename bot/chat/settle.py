@@ -8,7 +8,6 @@ any other; only an answer whose request never got a response is $0.
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 from bot.chat.context import estimate_text_tokens
@@ -67,7 +66,7 @@ class CostSettler:
     async def settle(self, reservation: Reservation, cost: Decimal | None, source: CostSource | None,
                      model: str | None) -> list[str]:
         """Settle the hold (to the held amount when the cost is unknown); return quota warnings."""
-        _, warnings = await asyncio.shield(self.quotas.settle(
-            reservation.id, reservation.guild_id, cost, source=source or CostSource.ESTIMATE, model=model,
-            fallback=reservation.amount))
+        _, warnings = await self.quotas.settle(reservation.id, reservation.guild_id, cost,
+                                               source=source or CostSource.ESTIMATE, model=model,
+                                               fallback=reservation.amount)
         return warnings

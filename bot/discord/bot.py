@@ -74,8 +74,7 @@ class ChatBot(commands.Bot):
 
     async def mark_interrupted(self, turns: list[Turn]) -> None:
         """Answers cut by a crash: drop the cursor and the Stop button, and say what happened."""
-        for channel_id in {t.discord_channel_id for t in turns if t.discord_channel_id}:
-            self.pacer.assume_full(channel_id)  # the crashed process wrote there moments ago
+        self._written_before_start(turns)
         for turn in turns:
             if not turn.discord_channel_id:
                 continue
@@ -87,17 +86,22 @@ class ChatBot(commands.Bot):
                     text = message.content.replace(CURSOR, "").rstrip()
                     if message_id == turn.discord_message_ids[-1]:
                         text = f"{text}\n\n{INTERRUPTED_NOTE}" if text else INTERRUPTED_NOTE
-                    await message.edit(content=text[:2000], view=None, allowed_mentions=NO_MENTIONS)
+                    await message.edit(content=fit(text), view=None, allowed_mentions=NO_MENTIONS)
                 except discord.HTTPException as exc:
                     log.info("could not mark an interrupted answer", turn=turn.id, message=message_id, error=str(exc))
 
     async def show_again(self, turns: list[Turn]) -> None:
         """Finished answers whose final form never reached Discord (it was failing): show it now."""
-        for channel_id in {t.discord_channel_id for t in turns if t.discord_channel_id}:
-            self.pacer.assume_full(channel_id)  # the previous process may have written there moments ago
+        self._written_before_start(turns)
         for turn in turns:
             if turn.discord_channel_id and await self._show_again(turn, turn.discord_channel_id):
                 log.info("showed an answer whose final form had not reached Discord", turn=turn.id)
+
+    def _written_before_start(self, turns: list[Turn]) -> None:
+        """The previous process may have written to these answers' channels moments ago: their buckets
+        count as spent until a window has passed."""
+        for channel_id in {t.discord_channel_id for t in turns if t.discord_channel_id}:
+            self.pacer.assume_full(channel_id)
 
     async def _show_again(self, turn: Turn, channel_id: int) -> bool:
         channel = self.get_partial_messageable(channel_id)

@@ -25,7 +25,7 @@ from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo
-from bot.policy import AUTO_MODEL, GuildPolicy, Refusal, valid_model_id
+from bot.policy import AUTO_MODEL, GuildPolicy, Refusal, not_a_model_id
 from bot.states import ChannelKind
 from bot.store.conversations import Conversation, StoredAttachment
 
@@ -161,6 +161,7 @@ class ChatCog(commands.Cog):
             guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
             model=model_id, title=thread_title(prompt),
             thread_id=channel.id if isinstance(channel, discord.Thread) else None)
+
         async def open_first(stop: discord.ui.View | None) -> discord.Message:
             return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
 
@@ -179,9 +180,8 @@ class ChatCog(commands.Cog):
                 and not may_act_for(interaction.user, channel, channel.owner_id):
             return ("Only the person who started this thread, or a moderator, can make it a conversation. "
                     "Start your own with `/chat` in a channel.")
-        if model is not None and not valid_model_id(model.strip()):
-            return "That is not a model id: ids look like `openai/gpt-4o`. Browse them with `/models`."
-        return None
+        shape = not_a_model_id(model) if model is not None else None
+        return shape.message if shape else None
 
     async def chat_model(self, interaction: Interaction, existing: Conversation | None,
                          model: str | None) -> tuple[str, bool] | Refusal:

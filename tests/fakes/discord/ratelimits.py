@@ -49,6 +49,16 @@ def _round_up(seconds: float) -> float:
     return math.ceil((max(seconds, 0.0) + 0.002) * 1000) / 1000
 
 
+def most_in_window(times: list[float], span: float) -> int:
+    """The most of the (sorted) `times` inside any `span`-second stretch."""
+    best = start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= span:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 class RateLimits:
     """The global and per-channel limits, and the records tests and benchmarks read."""
 
@@ -144,9 +154,4 @@ class RateLimits:
         (by default only the rate-limited kinds, i.e. without interaction callbacks)."""
         span = self.channel_write_window if window is None else window
         times = [t for t, c, k in self.write_log if c == channel_id and (include_callbacks or k != "callback")]
-        best = start = 0
-        for end, t in enumerate(times):
-            while t - times[start] >= span:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return most_in_window(times, span)
