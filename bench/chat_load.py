@@ -479,20 +479,10 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
           f"{r.bot_cpu - r.bot_cpu_main:.2f} s; {r.bot_cpu_total:.2f} s including start-up); "
           f"fake Discord + driver: {r.driver_cpu:.2f} s; fake OpenRouter: {r.openrouter_cpu:.2f} s; "
           f"machine has {os.cpu_count()} CPUs")
-    if r.bot_log_problems:
-        print(f"  bot logged {len(r.bot_log_problems)} warning/error line(s); first ones:")
-        for line in r.bot_log_problems[:5]:
-            print(f"    {line[:300]}")
-    for failure in r.failures[:10]:
-        print(f"  FAILED: {failure}")
-    if len(r.failures) > 10:
-        print(f"  ... and {len(r.failures) - 10} more failures")
+    print_problems(r.bot_log_problems, r.failures)
     if args.py_spy:
         print(f"  profiled with py-spy (adds a little CPU to the bot): {args.py_spy}")
-    if r.failures or r.bot_log_problems:
-        print(f"  the bot's database and log are kept in {r.workdir}")
-    else:
-        shutil.rmtree(r.workdir, ignore_errors=True)
+    keep_workdir_if(r.workdir, bool(r.failures or r.bot_log_problems))
     print(f"\ntotal run time: {total_seconds:.1f} s")
     results = [ok for *_, ok in rows if ok is not None]
     return all(results) and not r.failures
@@ -564,6 +554,25 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def print_problems(log_problems: Sequence[str], failures: Sequence[str]) -> None:
+    if log_problems:
+        print(f"  bot logged {len(log_problems)} warning/error line(s); first ones:")
+        for line in log_problems[:5]:
+            print(f"    {line[:300]}")
+    for failure in failures[:10]:
+        print(f"  FAILED: {failure}")
+    if len(failures) > 10:
+        print(f"  ... and {len(failures) - 10} more failures")
+
+
+def keep_workdir_if(workdir: Path, keep: bool) -> None:
+    """The bot's database and log stay for a look when something went wrong, else they go."""
+    if keep:
+        print(f"  the bot's database and log are kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def print_table(rows: Sequence[tuple[str, str, str, bool | None]]) -> None:
@@ -751,18 +760,8 @@ def report_threads(args: argparse.Namespace, r: ThreadResults, total_seconds: fl
           f"{r.openrouter_cpu:.2f} s; machine has {os.cpu_count()} CPUs")
     print("  bot peak memory: " + ("during the measured phase (VmHWM reset at its start)" if r.peak_is_phase
                                    else "since the bot started (VmHWM could not be reset)"))
-    if r.bot_log_problems:
-        print(f"  bot logged {len(r.bot_log_problems)} warning/error line(s); first ones:")
-        for line in r.bot_log_problems[:5]:
-            print(f"    {line[:300]}")
-    for failure in r.failures[:10]:
-        print(f"  FAILED: {failure}")
-    if len(r.failures) > 10:
-        print(f"  ... and {len(r.failures) - 10} more failures")
-    if r.failures or r.bot_log_problems:
-        print(f"  the bot's database and log are kept in {r.workdir}")
-    else:
-        shutil.rmtree(r.workdir, ignore_errors=True)
+    print_problems(r.bot_log_problems, r.failures)
+    keep_workdir_if(r.workdir, bool(r.failures or r.bot_log_problems))
     print(f"\ntotal run time: {total_seconds:.1f} s")
     return all(ok for *_, ok in rows if ok is not None) and not r.failures and r.invalid_requests == 0
 
