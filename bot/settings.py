@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     use_uvloop: bool = True  # uvloop's event loop where it is installed (less CPU); false: asyncio's
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # Prometheus' /metrics; unset: not served
+    metrics_host: str = "127.0.0.1"
 
     # OpenRouter client behaviour
     request_max_retries: int = Field(default=3, ge=0, le=10)
@@ -72,6 +74,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`METRICS_PORT=` (as in .env.example) means not served."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("discord_token", "openrouter_api_key")
     @classmethod
