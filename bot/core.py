@@ -17,6 +17,7 @@ from bot.chat.plan import AnswerPlanner
 from bot.chat.recovery import Recovery
 from bot.chat.settle import CostSettler
 from bot.chat.stream import AnswerStreamer
+from bot.metrics import Metrics
 from bot.policy import GuildPolicy
 from bot.quotas import QuotaService
 from bot.server_config import ServerConfig
@@ -37,25 +38,28 @@ class Core:
     recovery: Recovery
     active: ActiveAnswers
     state: StateRepo
+    metrics: Metrics
 
     @classmethod
     def build(cls, services: Services, config: ChatConfig | None = None) -> Core:
-        s, db, client = services.settings, services.db, services.openrouter
+        s, db, client, metrics = services.settings, services.db, services.openrouter, services.metrics
         config = config or ChatConfig(system_prompt=s.system_prompt or None)
         guilds, repo = GuildRepo(db), ConversationRepo(db)
         policy = GuildPolicy(guilds=guilds, catalogue=services.catalogue, operator_patterns=s.allowed_models_default,
                              operator_default_model=s.default_model, fallback_models=s.fallback_models,
                              max_answer_tokens=s.max_answer_tokens)
         quotas = QuotaService(spend=SpendRepo(db), guilds=guilds, default_guild_quota=s.default_guild_monthly_quota_usd,
-                              default_member_quota=s.default_member_monthly_quota_usd)
+                              default_member_quota=s.default_member_monthly_quota_usd, metrics=metrics)
         active = ActiveAnswers()
+        metrics.watch_streaming(active.__len__)
         settler = CostSettler(quotas=quotas, client=client, lookup_attempts=config.generation_lookup_attempts,
                               lookup_delay=config.generation_lookup_delay)
         pipeline = AnswerPipeline(
-            repo=repo, active=active, holds=BudgetHolds(quotas), settler=settler,
+            repo=repo, active=active, holds=BudgetHolds(quotas), settler=settler, metrics=metrics,
             planner=AnswerPlanner(repo=repo, policy=policy, system_prompt=config.system_prompt,
                                   images_resent=config.attachment_limits.images_resent),
-            streamer=AnswerStreamer(client=client, repo=repo, progress_save_interval=config.progress_save_interval))
+            streamer=AnswerStreamer(client=client, repo=repo, progress_save_interval=config.progress_save_interval,
+                                    metrics=metrics))
         return cls(
             conversations=ConversationService(repo=repo, policy=policy, pipeline=pipeline, active=active,
                                               attachment_limits=config.attachment_limits),
@@ -66,6 +70,7 @@ class Core:
             recovery=Recovery(repo=repo, quotas=quotas, settler=settler),
             active=active,
             state=StateRepo(db),
+            metrics=metrics,
         )
 
     async def recover(self) -> list[Turn]:

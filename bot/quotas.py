@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from bot.costs import affordable_completion_tokens, estimate_cost
 from bot.logs import get_logger
+from bot.metrics import Metrics
 from bot.money import from_nusd, to_nusd, usd
 from bot.openrouter.types import MaxPrice, ModelInfo
 from bot.states import CostSource
@@ -133,13 +134,14 @@ class UsageReport:
 
 class QuotaService:
     def __init__(self, *, spend: SpendRepo, guilds: GuildRepo, default_guild_quota: Decimal | None,
-                 default_member_quota: Decimal | None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-                 ) -> None:
+                 default_member_quota: Decimal | None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 metrics: Metrics | None = None) -> None:
         self.spend = spend
         self.guilds = guilds
         self.default_guild_quota = default_guild_quota
         self.default_member_quota = default_member_quota
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     async def limits(self, guild_id: int | None) -> Limits:
         if not guild_id:
@@ -229,6 +231,7 @@ class QuotaService:
             log.warning("an answer cost more than its hold", reservation=reservation_id, source=source,
                         cost=str(actual), held=str(from_nusd(settled.held_nusd)))
         if settled is not None:
+            self.metrics.spent(guild_id, from_nusd(settled.amount_nusd))
             if settled.warn_guild and limits.guild_quota:
                 warnings.append(f"This server has now used {usd(from_nusd(settled.guild_spent_nusd))} of its "
                                 f"{usd(limits.guild_quota)} for {month_name(now)} (over 80 %).")

@@ -5,8 +5,9 @@ Nothing here imports discord.py: the Discord layer receives a `Services` and tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from bot.metrics import Metrics
 from bot.openrouter.catalogue import ModelCatalogue
 from bot.openrouter.client import OpenRouterClient, Timeouts
 from bot.openrouter.retry import RetryPolicy
@@ -20,6 +21,7 @@ class Services:
     db: Database
     openrouter: OpenRouterClient
     catalogue: ModelCatalogue
+    metrics: Metrics = field(default_factory=Metrics)  # one per process; served by the runner
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:

@@ -22,6 +22,7 @@ from bot.chat.settle import CostSettler
 from bot.chat.stream import AnswerStreamer
 from bot.chat.view import AnswerOutcome, AnswerView
 from bot.logs import get_logger
+from bot.metrics import Metrics
 from bot.policy import Refusal
 from bot.quotas import QuotaRefusal, Reservation
 from bot.store.conversations import Conversation, ConversationRepo, Turn
@@ -36,7 +37,7 @@ RESTARTING = "I am restarting right now, so I did not send this to the model. Yo
 class AnswerPipeline:
     def __init__(self, *, repo: ConversationRepo, planner: AnswerPlanner, holds: BudgetHolds,
                  streamer: AnswerStreamer, settler: CostSettler, active: ActiveAnswers,
-                 durability: Durability | None = None) -> None:
+                 durability: Durability | None = None, metrics: Metrics | None = None) -> None:
         self.repo = repo
         self.planner = planner
         self.holds = holds
@@ -44,6 +45,7 @@ class AnswerPipeline:
         self.settler = settler
         self.active = active
         self.durability = durability or Durability()
+        self.metrics = metrics or Metrics()
 
     async def answer(self, conversation: Conversation, question: Turn, view: AnswerView, *,
                      model: str | None = None) -> AnswerOutcome:
@@ -109,6 +111,7 @@ class AnswerPipeline:
                                  stopped_by=active.stopped_by, turn_id=active.turn_id)
         log.info("answer finished", turn=active.turn_id, status=outcome.status, model=outcome.model,
                  generation_id=streamed.completion.generation_id, cost=str(cost), cost_source=source)
+        self.metrics.answer_finished(outcome.status, streamed.completion.usage)
         shown = False
         try:
             shown = await view.finish(outcome)
@@ -126,8 +129,8 @@ class AnswerPipeline:
             log.error(f"could not {what}; the next start finishes it", error=repr(exc))
             return None
 
-    @staticmethod
-    async def _refuse(view: AnswerView, message: str) -> AnswerOutcome:
+    async def _refuse(self, view: AnswerView, message: str) -> AnswerOutcome:
         outcome = refusal(message)
+        self.metrics.answer_finished(outcome.status)
         await view.finish(outcome)
         return outcome

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bot.chat.active import ActiveAnswer
 from bot.chat.view import AnswerView
 from bot.logs import get_logger
+from bot.metrics import Metrics
 from bot.openrouter.client import ChatStream, OpenRouterClient, RetryNotice
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ChatRequest, Completion
@@ -31,15 +32,18 @@ class Streamed:
 
 
 class AnswerStreamer:
-    def __init__(self, *, client: OpenRouterClient, repo: ConversationRepo, progress_save_interval: float) -> None:
+    def __init__(self, *, client: OpenRouterClient, repo: ConversationRepo, progress_save_interval: float,
+                 metrics: Metrics | None = None) -> None:
         self.client = client
         self.repo = repo
         self.progress_save_interval = progress_save_interval
+        self.metrics = metrics or Metrics()
 
     async def run(self, request: ChatRequest, view: AnswerView, active: ActiveAnswer) -> Streamed:
         if active.stop_requested:  # stopped before its request went out: nothing is asked, nothing billed
             return Streamed(Completion(), TurnStatus.STOPPED)
         async def on_retry(notice: RetryNotice) -> None:
+            self.metrics.openrouter_error(notice.error.kind)
             await view.notice(f"{notice.error.user_message} Retrying in {max(1, round(notice.delay))} s…",
                               NoticeKind.PROGRESS)
 
@@ -67,14 +71,18 @@ class AnswerStreamer:
         if exc is None:
             return Streamed(stream.completion, TurnStatus.COMPLETE)
         if isinstance(exc, OpenRouterError):
+            self.metrics.openrouter_error(exc.kind)
             return Streamed(exc.partial or stream.completion, TurnStatus.ERROR, exc)
         raise exc
 
     async def _consume(self, stream: ChatStream, view: AnswerView, turn_id: int) -> None:
         loop = asyncio.get_running_loop()
-        saved_at = loop.time()
+        saved_at = asked_at = loop.time()
         async with stream:
             async for delta in stream:
+                if asked_at:  # the first token: how long OpenRouter took (retries included)
+                    self.metrics.first_token(loop.time() - asked_at)
+                    asked_at = 0.0
                 view.append(delta.content, delta.reasoning)
                 if loop.time() - saved_at >= self.progress_save_interval:
                     # a crash now still leaves most of the answer in the store
