@@ -69,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "check":
         return asyncio.run(check(settings))
-    from bot.runner import run
+    from bot.runner import MetricsUnavailable, run
 
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(settings.use_uvloop)) as runner:
             return runner.run(run(settings))
     except KeyboardInterrupt:
         return 0
-    except MigrationError as exc:
+    except (MigrationError, MetricsUnavailable) as exc:
         log.error("cannot start", error=str(exc))
         return 1
 

@@ -13,6 +13,7 @@ import discord
 from bot.core import Core
 from bot.discord.bot import ChatBot
 from bot.logs import get_logger
+from bot.metrics_http import MetricsEndpoint
 from bot.services import Services
 from bot.settings import Settings
 from bot.store.conversations import Turn
@@ -49,6 +50,26 @@ async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn],
         ready.set()
 
 
+class MetricsUnavailable(Exception):
+    """METRICS_HOST:METRICS_PORT cannot be listened on (taken, or not an address of this machine)."""
+
+
+async def serve_metrics(services: Services) -> MetricsEndpoint | None:
+    """Prometheus' endpoint, when METRICS_PORT is set. A port that cannot be had stops the start."""
+    settings = services.settings
+    if settings.metrics_port is None:
+        return None
+    endpoint = MetricsEndpoint(services.metrics, host=settings.metrics_host, port=settings.metrics_port)
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        await services.close()
+        raise MetricsUnavailable(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                                 f"{exc.strerror or exc}") from None
+    log.info("serving metrics", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    return endpoint
+
+
 async def until_stopped(runner: asyncio.Task[None], stop: asyncio.Event) -> int:
     """Wait for `stop` or for the Discord client to end; the exit status."""
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
@@ -71,6 +92,7 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the exit status."""
     log.info("starting", event_loop=type(asyncio.get_running_loop()).__module__)
     services = await Services.start(settings)
+    endpoint = await serve_metrics(services)
     core = Core.build(services)
     bot = ChatBot(settings, core, **(client_options or {}))
     with stopping_on_signals(stop := stop or asyncio.Event()):
@@ -86,6 +108,8 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
             await bot.close()
             with contextlib.suppress(BaseException):
                 await runner
+            if endpoint is not None:
+                await endpoint.close()
             await services.close()
             log.info("stopped")
     return status

@@ -41,6 +41,7 @@ class ChatBot(commands.Bot):
         options.setdefault("max_messages", None)
         pacer = pacer or ChannelPacer(global_per_second=settings.discord_writes_per_second)
         self.limits = DiscordLimits(pacer)  # what Discord's responses say feeds the pacer back
+        core.metrics.watch_discord(self.limits)
         options.setdefault("http_trace", self.limits.trace_config())
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          allowed_mentions=NO_MENTIONS, **options)

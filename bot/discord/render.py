@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
@@ -19,6 +20,7 @@ from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, sp
 from bot.chat.view import AnswerOutcome
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
+from bot.metrics import Metrics
 from bot.retry import call_with_retries
 from bot.states import AnswerStatus, NoticeKind
 
@@ -40,7 +42,8 @@ class DiscordAnswerView:
     def __init__(self, *, open_first: OpenFirst, send_more: SendMore, channel_id: int, pacer: ChannelPacer,
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
                  notices: list[str] | None = None, final_retry_budget: float = 60.0,
-                 first_via_channel: tuple[discord.abc.Messageable, float] | None = None) -> None:
+                 first_via_channel: tuple[discord.abc.Messageable, float] | None = None,
+                 metrics: Metrics | None = None, asked_at: float | None = None) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -63,6 +66,8 @@ class DiscordAnswerView:
         self._finished = False
         self._last_edit = 0.0
         self._words_shown = False  # the answer's first words are on screen
+        self.metrics = metrics
+        self.asked_at = asked_at  # when the question was asked (Unix time, from its Discord id)
 
     def adopt(self, messages: list[discord.Message]) -> None:
         """Show into messages that already exist (an answer shown again after a restart)."""
@@ -118,6 +123,8 @@ class DiscordAnswerView:
             if not self.messages:  # a refusal: its one message, with no Stop button at all
                 await self._retrying(partial(self._open, None))
             await self._show(parts, final=True, reasoning=reasoning)
+            if ("".join(self._content) or outcome.content).strip():
+                self._words_visible()  # (a short answer's first words may come with its final form)
         except discord.HTTPException as exc:
             log.error("could not show an answer's final form", error=str(exc), status=exc.status,
                       messages=self.message_ids())
@@ -201,10 +208,17 @@ class DiscordAnswerView:
                 # the first words of an answer go before other answers' later live edits
                 first_words = not self._words_shown and bool("".join(self._content).strip())
                 await self._show(self._live_parts(), final=False, urgent=first_words)
-                self._words_shown = self._words_shown or first_words
+                if first_words:
+                    self._words_visible()
                 self._last_edit = loop.time()
         except discord.HTTPException as exc:
             log.warning("could not update a streaming answer", error=str(exc), status=exc.status)
+
+    def _words_visible(self) -> None:
+        """The answer's first words are on screen: how long after the question (once per answer)."""
+        if not self._words_shown and self.metrics is not None and self.asked_at is not None:
+            self.metrics.first_visible_words(time.time() - self.asked_at)
+        self._words_shown = True
 
     async def _show(self, parts: list[str], *, final: bool, urgent: bool = False,
                     reasoning: bytes | None = None) -> None:

@@ -100,7 +100,8 @@ class ChatCog(commands.Cog):
         return choices[:25]
 
     def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
-                  rejected: Sequence[Rejected], interaction: bool = False) -> DiscordAnswerView:
+                  rejected: Sequence[Rejected], asked_in: int, interaction: bool = False) -> DiscordAnswerView:
+        """The view of one answer; `asked_in` is the question's Discord id (the interaction or the message)."""
         async def send_more(text: str) -> discord.Message:
             return await channel.send(text, allowed_mentions=NO_MENTIONS)
 
@@ -110,6 +111,7 @@ class ChatCog(commands.Cog):
             stop_view=StopView(self), notices=[r.message() for r in rejected],
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
+            metrics=self.bot.core.metrics, asked_at=discord.utils.snowflake_time(asked_in).timestamp(),
         )
 
     def token_deadline(self) -> float:
@@ -166,7 +168,7 @@ class ChatCog(commands.Cog):
             return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
-                              rejected=rejected, interaction=True)
+                              rejected=rejected, asked_in=interaction.id, interaction=True)
         await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None)
@@ -270,7 +272,8 @@ class ChatCog(commands.Cog):
                                            allowed_mentions=NO_MENTIONS)
             return await message.reply(THINKING, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
 
-        view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected)
+        view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected,
+                              asked_in=message.id)
         if waiting:
             await view.begin()  # say at once that this message was seen and waits its turn
         await self.run_answer(conversation, author_id=message.author.id, content=content, message_id=message.id,
