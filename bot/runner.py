@@ -13,6 +13,7 @@ import discord
 from bot.core import Core
 from bot.discord.bot import ChatBot
 from bot.logs import get_logger
+from bot.metrics import Metrics
 from bot.metrics_http import MetricsEndpoint
 from bot.services import Services
 from bot.settings import Settings
@@ -54,16 +55,14 @@ class MetricsUnavailable(Exception):
     """METRICS_HOST:METRICS_PORT cannot be listened on (taken, or not an address of this machine)."""
 
 
-async def serve_metrics(services: Services) -> MetricsEndpoint | None:
-    """Prometheus' endpoint, when METRICS_PORT is set. A port that cannot be had stops the start."""
-    settings = services.settings
+async def serve_metrics(settings: Settings, metrics: Metrics) -> MetricsEndpoint | None:
+    """Prometheus' endpoint, when METRICS_PORT is set."""
     if settings.metrics_port is None:
         return None
-    endpoint = MetricsEndpoint(services.metrics, host=settings.metrics_host, port=settings.metrics_port)
+    endpoint = MetricsEndpoint(metrics, host=settings.metrics_host, port=settings.metrics_port)
     try:
         await endpoint.start()
     except OSError as exc:
-        await services.close()
         raise MetricsUnavailable(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
                                  f"{exc.strerror or exc}") from None
     log.info("serving metrics", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
@@ -92,7 +91,11 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the exit status."""
     log.info("starting", event_loop=type(asyncio.get_running_loop()).__module__)
     services = await Services.start(settings)
-    endpoint = await serve_metrics(services)
+    try:
+        endpoint = await serve_metrics(settings, services.metrics)
+    except MetricsUnavailable:
+        await services.close()
+        raise
     core = Core.build(services)
     bot = ChatBot(settings, core, **(client_options or {}))
     with stopping_on_signals(stop := stop or asyncio.Event()):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,6 +17,8 @@ from bot.discord.pacing import ChannelPacer
 from bot.metrics import LATENCY_BUCKETS, Metrics
 from bot.metrics_http import MetricsEndpoint
 from bot.openrouter.types import Usage
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -143,3 +149,23 @@ async def test_a_port_already_taken_is_an_error(unused_tcp_port: int) -> None:
             await MetricsEndpoint(Metrics(), host="127.0.0.1", port=unused_tcp_port).start()
     finally:
         await first.close()
+
+
+async def test_python_m_bot_stops_with_one_line_when_the_metrics_port_is_taken(tmp_path: Path,
+                                                                               unused_tcp_port: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "OPENROUTER_", "METRICS_"))} | {
+        "DISCORD_TOKEN": "t", "OPENROUTER_API_KEY": "sk-or-v1-metrics-key", "OPENROUTER_BASE_URL": "http://127.0.0.1:9",
+        "DATABASE_PATH": str(tmp_path / "bot.sqlite3"), "LOG_FORMAT": "console", "PYTHONPATH": str(ROOT),
+        "METRICS_PORT": str(unused_tcp_port), "METRICS_HOST": "127.0.0.1",
+    }
+    taken = await asyncio.start_server(lambda r, w: None, "127.0.0.1", unused_tcp_port)
+    try:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        taken.close()
+        await taken.wait_closed()
+    assert proc.returncode == 1, out
+    assert f"cannot serve metrics on 127.0.0.1:{unused_tcp_port}" in out.decode()
+    assert "Traceback" not in out.decode()
