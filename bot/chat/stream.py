@@ -78,11 +78,12 @@ class AnswerStreamer:
     async def _consume(self, stream: ChatStream, view: AnswerView, turn_id: int) -> None:
         loop = asyncio.get_running_loop()
         saved_at = asked_at = loop.time()
+        waiting = True  # for the first token: how long OpenRouter takes (retries included)
         async with stream:
             async for delta in stream:
-                if asked_at:  # the first token: how long OpenRouter took (retries included)
+                if waiting:
                     self.metrics.first_token(loop.time() - asked_at)
-                    asked_at = 0.0
+                    waiting = False
                 view.append(delta.content, delta.reasoning)
                 if loop.time() - saved_at >= self.progress_save_interval:
                     # a crash now still leaves most of the answer in the store
