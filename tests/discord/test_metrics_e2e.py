@@ -30,6 +30,19 @@ def sample(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
+async def scrape_once_settled(port: int, within: float = 10) -> Samples:
+    """A scrape taken once the last answer has left the streaming gauge: the error shows in Discord a
+    moment before the pipeline records its outcome and lets the answer go."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        samples = await scrape(port)
+        settled = sample(samples, "bot_answers_streaming") == 0 and sample(samples, "bot_answers_total",
+                                                                           status="error") is not None
+        if settled or asyncio.get_running_loop().time() > deadline:
+            return samples
+        await asyncio.sleep(0.02)
+
+
 async def test_a_scrape_shows_answers_tokens_errors_latencies_and_spend(harness: Harness, unused_tcp_port: int) -> None:
     port = harness.overrides["metrics_port"] = unused_tcp_port
     await harness.start()
@@ -44,7 +57,7 @@ async def test_a_scrape_shows_answers_tokens_errors_latencies_and_spend(harness:
     await d.post_message(thread_id, "And Go?", user_id=harness.user)
     await d.wait_for(lambda: any("out of credits" in m.content for m in harness.bot_messages(thread_id)), timeout=15)
 
-    after = await scrape(port)
+    after = await scrape_once_settled(port)
     [(prompt, completion, cost)] = await harness.query(
         "SELECT prompt_tokens, completion_tokens, cost_nusd FROM turns WHERE status = 'complete' AND role = 'assistant'"
     )
