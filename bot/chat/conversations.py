@@ -48,11 +48,12 @@ class ConversationService:
 
     async def ask(self, conversation: Conversation, *, author_id: int, content: str, message_id: int | None,
                   channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView,
-                  model: str | None = None) -> AnswerOutcome:
-        """Store the question at once (nothing said is lost while it waits), then answer it in turn,
-        by `model` for this question only when given (checked with `check_model` beforehand)."""
+                  model: str | None = None, author_name: str | None = None) -> AnswerOutcome:
+        """Store the question at once (nothing said is lost while it waits), with who asked, then answer
+        it in turn, by `model` for this question only when given (checked with `check_model` beforehand)."""
         question = await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
-                                                 message_id=message_id, channel_id=channel_id, attachments=attachments)
+                                                 message_id=message_id, channel_id=channel_id, attachments=attachments,
+                                                 author_name=author_name)
         return await self.pipeline.answer(conversation, question, view, model=model)
 
     def busy(self, conversation: Conversation) -> bool:

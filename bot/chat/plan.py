@@ -106,7 +106,7 @@ class AnswerPlanner:
         max_tokens = answer_cap(planned, model)
         system = planned.plan.system_prompt if planned.plan.system_prompt is not None else self.system_prompt
         built = build_context(system, history, current, context_length=context_window(planned.candidates),
-                              reserve_for_answer=max_tokens)
+                              reserve_for_answer=max_tokens, group=conversation.guild_id is not None)
         notices: tuple[str, ...] = ()
         if built.dropped_turns and not conversation.trim_notified:
             await self.repo.mark_trim_notified(conversation.id)

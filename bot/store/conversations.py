@@ -59,6 +59,7 @@ class Turn:
     attachments: list[StoredAttachment] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    author_name: str | None = None  # the member's display name when they wrote (user turns)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Turn:
@@ -71,6 +72,7 @@ class Turn:
             discord_channel_id=row["discord_channel_id"], generation_id=row["generation_id"],
             finish_reason=row["finish_reason"], cost_nusd=row["cost_nusd"],
             prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+            author_name=row["author_name"],
         )
 
 
@@ -98,7 +100,7 @@ _NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.t
            "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
-                 "cost_nusd, prompt_tokens, completion_tokens")
+                 "cost_nusd, prompt_tokens, completion_tokens, author_name")
 
 
 class ConversationRepo:
@@ -147,12 +149,12 @@ class ConversationRepo:
 
     async def add_user_turn(self, conversation_id: int, *, author_id: int, content: str,
                             message_id: int | None, channel_id: int | None,
-                            attachments: Sequence[StoredAttachment] = ()) -> Turn:
+                            attachments: Sequence[StoredAttachment] = (), author_name: str | None = None) -> Turn:
         async with self.db.transaction() as tx:
             turn_id = await tx.execute(
-                "INSERT INTO turns (conversation_id, role, author_id, content, discord_message_id, "
-                "discord_channel_id) VALUES (?, 'user', ?, ?, ?, ?)",
-                (conversation_id, author_id, content, message_id, channel_id),
+                "INSERT INTO turns (conversation_id, role, author_id, author_name, content, discord_message_id, "
+                "discord_channel_id) VALUES (?, 'user', ?, ?, ?, ?, ?)",
+                (conversation_id, author_id, author_name, content, message_id, channel_id),
             )
             for a in attachments:
                 await tx.execute(
@@ -163,7 +165,8 @@ class ConversationRepo:
             await tx.execute("UPDATE conversations SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                              "WHERE id = ?", (conversation_id,))
         return Turn(turn_id, conversation_id, "user", None, author_id, content, None, TurnStatus.COMPLETE, None,
-                    message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments))
+                    message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments),
+                    author_name=author_name)
 
     async def start_answer(self, conversation_id: int, *, reply_to: int, model: str,
                            message_ids: Sequence[int], channel_id: int | None) -> int:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.chat.speakers import GROUP_NOTE
 from tests.discord.conftest import Harness, start_conversation
 from tests.fakes.discord import Interaction
 
@@ -95,7 +96,7 @@ async def test_system_prompt_and_provider_preferences_reach_the_request(strict: 
     assert "sort: throughput" in said(done)
     await start_conversation(strict, "hello")
     body = strict.openrouter.chat_requests()[-1].json()
-    assert body["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
+    assert body["messages"][0] == {"role": "system", "content": f"Answer like a pirate.\n\n{GROUP_NOTE}"}
     # under a quota, the held prices (gpt-4o's, per million tokens) cap what any provider may bill
     cap = {"prompt": "2.5", "completion": "10", "request": "0", "image": "0"}
     assert body["provider"] == {"sort": "throughput", "data_collection": "deny", "allow_fallbacks": False,

@@ -119,12 +119,12 @@ class ChatCog(commands.Cog):
         lifetime = self.settings.interaction_token_seconds
         return asyncio.get_running_loop().time() + lifetime - min(60.0, lifetime / 5)
 
-    async def run_answer(self, conversation: Conversation, *, author_id: int, content: str,
+    async def run_answer(self, conversation: Conversation, *, author: discord.abc.User, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
                          view: DiscordAnswerView, model: str | None = None) -> AnswerOutcome:
         try:
-            return await self.conversations.ask(conversation, author_id=author_id, content=content,
-                                                message_id=message_id, channel_id=channel_id,
+            return await self.conversations.ask(conversation, author_id=author.id, author_name=author.display_name,
+                                                content=content, message_id=message_id, channel_id=channel_id,
                                                 attachments=attachments, view=view, model=model)
         finally:
             if view.stop_view is not None:
@@ -169,7 +169,7 @@ class ChatCog(commands.Cog):
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
                               rejected=rejected, asked_in=interaction.id, interaction=True)
-        await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
+        await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None)
         if existing is None:
@@ -276,7 +276,7 @@ class ChatCog(commands.Cog):
                               asked_in=message.id)
         if waiting:
             await view.begin()  # say at once that this message was seen and waits its turn
-        await self.run_answer(conversation, author_id=message.author.id, content=content, message_id=message.id,
+        await self.run_answer(conversation, author=message.author, content=content, message_id=message.id,
                               channel_id=channel.id, attachments=attachments, view=view)
         if start_thread:
             await self.open_thread(conversation, view, content)
