@@ -93,7 +93,7 @@ class AnswerPlanner:
 
     async def plan(self, conversation: Conversation, question: Turn) -> AnswerPlan | Refusal:
         try:
-            planned = await self.policy.plan(conversation.guild_id, conversation.model)
+            planned = await self.policy.plan(conversation.guild_id, conversation.model, conversation.home_channel_id)
         except OpenRouterError as exc:
             return Refusal(f"The models list is unavailable right now: {exc.user_message}")
         if isinstance(planned, Refusal):

@@ -22,11 +22,12 @@ class Conversation:
     model: str
     title: str
     trim_notified: bool
+    home_channel_id: int | None = None  # the server channel whose settings it follows (a thread's parent)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Conversation:
         return cls(row["id"], row["guild_id"], row["channel_id"], row["thread_id"], row["owner_id"], row["model"],
-                   row["title"], bool(row["trim_notified"]))
+                   row["title"], bool(row["trim_notified"]), row["home_channel_id"])
 
 
 @dataclass(slots=True)
@@ -110,11 +111,11 @@ class ConversationRepo:
     # -- conversations --------------------------------------------------------------------------
 
     async def create(self, *, guild_id: int | None, channel_id: int, owner_id: int, model: str, title: str,
-                     thread_id: int | None = None) -> Conversation:
+                     thread_id: int | None = None, home_channel_id: int | None = None) -> Conversation:
         conv_id = await self.db.execute(
-            "INSERT INTO conversations (guild_id, channel_id, thread_id, owner_id, model, title) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (guild_id, channel_id, thread_id, owner_id, model, title),
+            "INSERT INTO conversations (guild_id, channel_id, thread_id, owner_id, model, title, home_channel_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, channel_id, thread_id, owner_id, model, title, home_channel_id),
         )
         conversation = await self.get(conv_id)
         assert conversation is not None
