@@ -16,7 +16,7 @@ from typing import NamedTuple
 from bot.openrouter.catalogue import ModelCatalogue
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo, ProviderPreferences
-from bot.store.guilds import GuildRepo, GuildSettings
+from bot.store.guilds import ChannelSettings, GuildRepo, GuildSettings
 
 AUTO_MODEL = "openrouter/auto"
 PATTERN_SHAPE = re.compile(r"^[A-Za-z0-9*?._:/\-\[\]]+$")
@@ -96,9 +96,21 @@ class GuildPolicy:
     async def has_own_list(self, guild_id: int) -> bool:
         return bool(await self.guilds.patterns(guild_id))
 
-    async def default_model(self, guild_id: int | None) -> str:
+    async def channel(self, guild_id: int | None, channel_id: int | None) -> ChannelSettings:
+        """A server channel's own settings (a thread passes its parent); none outside servers."""
+        if not guild_id or channel_id is None:
+            return ChannelSettings(channel_id or 0)
+        return await self.guilds.channel(channel_id)
+
+    async def switched_off(self, guild_id: int | None, channel_id: int | None) -> bool:
+        """Whether moderators switched the bot off in this server channel."""
+        return (await self.channel(guild_id, channel_id)).off
+
+    async def default_model(self, guild_id: int | None, channel_id: int | None = None) -> str:
+        """New conversations' model: the channel's, else the server's, else the operator's."""
+        channel = await self.channel(guild_id, channel_id)
         settings = await self.settings(guild_id)
-        return settings.default_model or self.operator_default_model
+        return channel.default_model or settings.default_model or self.operator_default_model
 
     async def is_allowed(self, guild_id: int | None, model_id: str) -> bool:
         patterns = await self.patterns(guild_id)
@@ -172,11 +184,13 @@ class GuildPolicy:
 
     # -- the plan of one answer ----------------------------------------------------------------
 
-    async def plan(self, guild_id: int | None, model_id: str) -> Planned | Refusal:
-        """What to request for an answer by `model_id` here, and every model it may end up on."""
+    async def plan(self, guild_id: int | None, model_id: str, channel_id: int | None = None) -> Planned | Refusal:
+        """What to request for an answer by `model_id` here (in `channel_id`, a server channel whose
+        persona applies), and every model it may end up on."""
         await self.catalogue.ensure_loaded()
         patterns = await self.patterns(guild_id)
         settings = await self.settings(guild_id)
+        persona = (await self.channel(guild_id, channel_id)).system_prompt
         plugins: tuple[dict[str, object], ...] = ()
         if model_id == AUTO_MODEL:
             candidates = self.auto_candidates(patterns)
@@ -199,7 +213,7 @@ class GuildPolicy:
             allow_fallbacks=None if settings.allow_fallbacks else False,
         )
         plan = RequestPlan(model=model_id, max_tokens=self.max_answer_tokens, fallback_models=fallbacks,
-                           provider=provider, system_prompt=settings.system_prompt, plugins=plugins)
+                           provider=provider, system_prompt=persona or settings.system_prompt, plugins=plugins)
         return Planned(plan, candidates)
 
     def _fallbacks(self, model_id: str, patterns: Sequence[str]) -> tuple[str, ...]:

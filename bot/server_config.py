@@ -11,7 +11,7 @@ from bot.money import from_nusd, to_nusd, usd
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import AUTO_MODEL, GuildPolicy, valid_pattern
 from bot.quotas import QuotaService
-from bot.store.guilds import AuditEntry, GuildRepo, Setting
+from bot.store.guilds import AuditEntry, ChannelSetting, ChannelSettings, GuildRepo, Setting
 
 
 class QuotaScope(StrEnum):
@@ -59,6 +59,7 @@ class Overview:
     allow_fallbacks: bool
     system_prompt: str
     system_prompt_is_default: bool
+    channels: list[ChannelSettings]
 
 
 class ServerConfig:
@@ -142,6 +143,36 @@ class ServerConfig:
                                           action="allow fallbacks", old_text=str(old.allow_fallbacks),
                                           new_text=str(allow_fallbacks))
 
+    # -- one channel ------------------------------------------------------------------------------
+
+    async def set_channel_persona(self, guild_id: int, channel_id: int, prompt: str | None, *, actor: int) -> None:
+        """The system prompt of conversations started in this channel (None: the server's)."""
+        old = await self.guilds.channel(channel_id)
+        await self.guilds.set_channel(guild_id, channel_id, ChannelSetting.SYSTEM_PROMPT, prompt, actor_id=actor,
+                                      old_text=old.system_prompt, new_text=prompt)
+
+    async def set_channel_model(self, guild_id: int, channel_id: int, model_id: str | None, *, actor: int) -> Changed:
+        """The default model of new conversations in this channel (None: the server's); it must be allowed."""
+        model_id = model_id.strip() if model_id else None
+        if model_id is not None:
+            if model_id != AUTO_MODEL and await self.policy.model_info(model_id) is None:
+                return Changed(Change.UNKNOWN)
+            if not await self.policy.is_allowed(guild_id, model_id):
+                return Changed(Change.NOT_ALLOWED)
+        old = (await self.guilds.channel(channel_id)).default_model
+        await self.guilds.set_channel(guild_id, channel_id, ChannelSetting.DEFAULT_MODEL, model_id, actor_id=actor,
+                                      old_text=old, new_text=model_id)
+        return Changed(Change.DONE, old=old)
+
+    async def set_channel_off(self, guild_id: int, channel_id: int, off: bool, *, actor: int) -> Changed:
+        """Switch the bot off (or back on) in this channel and its threads."""
+        old = (await self.guilds.channel(channel_id)).off
+        if old == off:
+            return Changed(Change.UNCHANGED)
+        await self.guilds.set_channel(guild_id, channel_id, ChannelSetting.OFF, int(off), actor_id=actor,
+                                      old_text="off" if old else "on", new_text="off" if off else "on")
+        return Changed(Change.DONE)
+
     # -- reading --------------------------------------------------------------------------------
 
     async def overview(self, guild_id: int) -> Overview:
@@ -156,7 +187,7 @@ class ServerConfig:
             month=report.month, spent=report.guild_spent, resets=report.resets, provider_sort=s.provider_sort,
             deny_data_collection=s.deny_data_collection, allow_fallbacks=s.allow_fallbacks,
             system_prompt=s.system_prompt or self.operator_system_prompt,
-            system_prompt_is_default=not s.system_prompt)
+            system_prompt_is_default=not s.system_prompt, channels=await self.guilds.channels(guild_id))
 
     async def audit(self, guild_id: int, limit: int = 15) -> list[AuditEntry]:
         return await self.guilds.audit(guild_id, limit=limit)

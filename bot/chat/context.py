@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.chat.attachments import data_url, text_block
+from bot.chat.speakers import GROUP_NOTE, name_field, speaker_labels
 from bot.openrouter.types import Message, file_part, image_part, text_part
 from bot.states import AttachmentKind, TurnStatus
 from bot.store.conversations import Turn
@@ -109,12 +110,21 @@ def count_images(messages: Sequence[Message]) -> int:
                for p in m["content"] if p.get("type") == "image_url")
 
 
-def turn_message(turn: Turn) -> Message | None:
-    """One stored turn as a chat message; None when there is nothing to say."""
+def turn_message(turn: Turn, speaker: str | None = None) -> Message | None:
+    """One stored turn as a chat message; None when there is nothing to say. A user message carries
+    its author in `name`, and its text starts with `speaker` when one is given (a group conversation)."""
     if turn.role == "assistant":
         if turn.status not in ANSWERABLE or not turn.content.strip():
             return None
         return {"role": "assistant", "content": turn.content}
+    message = _user_message(turn, speaker)
+    name = name_field(turn.author_name, turn.author_id)
+    if message is not None and name is not None:
+        message["name"] = name
+    return message
+
+
+def _user_message(turn: Turn, speaker: str | None) -> Message | None:
     parts: list[dict[str, Any]] = []
     texts = [turn.content] if turn.content.strip() else []
     for attachment in turn.attachments:
@@ -135,6 +145,10 @@ def turn_message(turn: Turn) -> Message | None:
                 parts.append(text_part(f"[an earlier PDF, {attachment.filename}, is no longer sent]"))
     if not parts:
         return None
+    if speaker is not None:
+        if parts[0]["type"] != "text":
+            parts.insert(0, text_part(""))
+        parts[0] = text_part(f"{speaker}: {parts[0]['text']}".rstrip())
     if len(parts) == 1 and parts[0]["type"] == "text":
         return {"role": "user", "content": parts[0]["text"]}
     return {"role": "user", "content": parts}
@@ -167,16 +181,28 @@ class BuiltContext:
 
 
 def build_context(system_prompt: str | None, history: Sequence[Turn], current: Turn, *,
-                  context_length: int, reserve_for_answer: int) -> BuiltContext:
+                  context_length: int, reserve_for_answer: int, group: bool = False) -> BuiltContext:
     """System prompt + as much recent history as fits + the newest turn.
 
-    History is dropped oldest first; the system prompt and the newest turn always stay.
+    History is dropped oldest first; the system prompt and the newest turn always stay. In a `group`
+    conversation (on a server) the system prompt says several people may speak, and once two have,
+    every user message starts with its speaker's name.
     """
+    if group:
+        system_prompt = f"{system_prompt}\n\n{GROUP_NOTE}" if system_prompt else GROUP_NOTE
     system: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    newest = turn_message(current) or {"role": "user", "content": current.content or "(empty message)"}
+    earlier = ordered_history(history, current)
+    labels = speaker_labels([*earlier, current]) if group else {}
+    if len(labels) < 2:
+        labels = {}
+
+    def as_message(turn: Turn) -> Message | None:
+        return turn_message(turn, labels.get(turn.author_id) if turn.author_id is not None else None)
+
+    newest = as_message(current) or {"role": "user", "content": current.content or "(empty message)"}
     budget = max(0, context_length - reserve_for_answer) if context_length else 1 << 60
     used = sum(estimate_tokens(m) for m in system) + estimate_tokens(newest)
-    candidates = [m for m in (turn_message(t) for t in ordered_history(history, current)) if m is not None]
+    candidates = [m for m in (as_message(t) for t in earlier) if m is not None]
     kept: list[Message] = []
     for message in reversed(candidates):
         cost = estimate_tokens(message)

@@ -35,24 +35,32 @@ class ConversationService:
         return None
 
     async def start(self, *, guild_id: int | None, channel_id: int, owner_id: int, title: str,
-                    model: str | None = None, thread_id: int | None = None) -> Conversation:
-        """A new conversation, on the server's default model unless one is given."""
-        model = model or await self.policy.default_model(guild_id)
+                    model: str | None = None, thread_id: int | None = None,
+                    home_channel_id: int | None = None) -> Conversation:
+        """A new conversation, on its channel's default model unless one is given. `home_channel_id` is the
+        server channel whose persona and default model it follows (a thread's parent)."""
+        model = model or await self.policy.default_model(guild_id, home_channel_id)
         conversation = await self.repo.create(guild_id=guild_id, channel_id=channel_id, owner_id=owner_id,
-                                              model=model, title=title, thread_id=thread_id)
+                                              model=model, title=title, thread_id=thread_id,
+                                              home_channel_id=home_channel_id if guild_id else None)
         log.info("conversation started", conversation=conversation.id, model=model)
         return conversation
 
-    async def default_model(self, guild_id: int | None) -> str:
-        return await self.policy.default_model(guild_id)
+    async def default_model(self, guild_id: int | None, channel_id: int | None = None) -> str:
+        return await self.policy.default_model(guild_id, channel_id)
+
+    async def switched_off(self, guild_id: int | None, channel_id: int | None) -> bool:
+        """Whether moderators switched the bot off in this server channel (a thread passes its parent)."""
+        return await self.policy.switched_off(guild_id, channel_id)
 
     async def ask(self, conversation: Conversation, *, author_id: int, content: str, message_id: int | None,
                   channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView,
-                  model: str | None = None) -> AnswerOutcome:
-        """Store the question at once (nothing said is lost while it waits), then answer it in turn,
-        by `model` for this question only when given (checked with `check_model` beforehand)."""
+                  model: str | None = None, author_name: str | None = None) -> AnswerOutcome:
+        """Store the question at once (nothing said is lost while it waits), with who asked, then answer
+        it in turn, by `model` for this question only when given (checked with `check_model` beforehand)."""
         question = await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
-                                                 message_id=message_id, channel_id=channel_id, attachments=attachments)
+                                                 message_id=message_id, channel_id=channel_id, attachments=attachments,
+                                                 author_name=author_name)
         return await self.pipeline.answer(conversation, question, view, model=model)
 
     def busy(self, conversation: Conversation) -> bool:

@@ -93,7 +93,7 @@ class AnswerPlanner:
 
     async def plan(self, conversation: Conversation, question: Turn) -> AnswerPlan | Refusal:
         try:
-            planned = await self.policy.plan(conversation.guild_id, conversation.model)
+            planned = await self.policy.plan(conversation.guild_id, conversation.model, conversation.home_channel_id)
         except OpenRouterError as exc:
             return Refusal(f"The models list is unavailable right now: {exc.user_message}")
         if isinstance(planned, Refusal):
@@ -106,7 +106,7 @@ class AnswerPlanner:
         max_tokens = answer_cap(planned, model)
         system = planned.plan.system_prompt if planned.plan.system_prompt is not None else self.system_prompt
         built = build_context(system, history, current, context_length=context_window(planned.candidates),
-                              reserve_for_answer=max_tokens)
+                              reserve_for_answer=max_tokens, group=conversation.guild_id is not None)
         notices: tuple[str, ...] = ()
         if built.dropped_turns and not conversation.trim_notified:
             await self.repo.mark_trim_notified(conversation.id)

@@ -22,11 +22,12 @@ class Conversation:
     model: str
     title: str
     trim_notified: bool
+    home_channel_id: int | None = None  # the server channel whose settings it follows (a thread's parent)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Conversation:
         return cls(row["id"], row["guild_id"], row["channel_id"], row["thread_id"], row["owner_id"], row["model"],
-                   row["title"], bool(row["trim_notified"]))
+                   row["title"], bool(row["trim_notified"]), row["home_channel_id"])
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class Turn:
     attachments: list[StoredAttachment] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    author_name: str | None = None  # the member's display name when they wrote (user turns)
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Turn:
@@ -71,6 +73,7 @@ class Turn:
             discord_channel_id=row["discord_channel_id"], generation_id=row["generation_id"],
             finish_reason=row["finish_reason"], cost_nusd=row["cost_nusd"],
             prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+            author_name=row["author_name"],
         )
 
 
@@ -98,7 +101,7 @@ _NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.t
            "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
-                 "cost_nusd, prompt_tokens, completion_tokens")
+                 "cost_nusd, prompt_tokens, completion_tokens, author_name")
 
 
 class ConversationRepo:
@@ -108,11 +111,11 @@ class ConversationRepo:
     # -- conversations --------------------------------------------------------------------------
 
     async def create(self, *, guild_id: int | None, channel_id: int, owner_id: int, model: str, title: str,
-                     thread_id: int | None = None) -> Conversation:
+                     thread_id: int | None = None, home_channel_id: int | None = None) -> Conversation:
         conv_id = await self.db.execute(
-            "INSERT INTO conversations (guild_id, channel_id, thread_id, owner_id, model, title) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (guild_id, channel_id, thread_id, owner_id, model, title),
+            "INSERT INTO conversations (guild_id, channel_id, thread_id, owner_id, model, title, home_channel_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, channel_id, thread_id, owner_id, model, title, home_channel_id),
         )
         conversation = await self.get(conv_id)
         assert conversation is not None
@@ -147,12 +150,12 @@ class ConversationRepo:
 
     async def add_user_turn(self, conversation_id: int, *, author_id: int, content: str,
                             message_id: int | None, channel_id: int | None,
-                            attachments: Sequence[StoredAttachment] = ()) -> Turn:
+                            attachments: Sequence[StoredAttachment] = (), author_name: str | None = None) -> Turn:
         async with self.db.transaction() as tx:
             turn_id = await tx.execute(
-                "INSERT INTO turns (conversation_id, role, author_id, content, discord_message_id, "
-                "discord_channel_id) VALUES (?, 'user', ?, ?, ?, ?)",
-                (conversation_id, author_id, content, message_id, channel_id),
+                "INSERT INTO turns (conversation_id, role, author_id, author_name, content, discord_message_id, "
+                "discord_channel_id) VALUES (?, 'user', ?, ?, ?, ?, ?)",
+                (conversation_id, author_id, author_name, content, message_id, channel_id),
             )
             for a in attachments:
                 await tx.execute(
@@ -163,7 +166,8 @@ class ConversationRepo:
             await tx.execute("UPDATE conversations SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                              "WHERE id = ?", (conversation_id,))
         return Turn(turn_id, conversation_id, "user", None, author_id, content, None, TurnStatus.COMPLETE, None,
-                    message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments))
+                    message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments),
+                    author_name=author_name)
 
     async def start_answer(self, conversation_id: int, *, reply_to: int, model: str,
                            message_ids: Sequence[int], channel_id: int | None) -> int:

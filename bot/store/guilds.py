@@ -53,6 +53,35 @@ class Setting(StrEnum):
 SETTING_COLUMNS = frozenset(s.value for s in Setting)
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """What moderators chose for one channel; None follows the server."""
+
+    channel_id: int
+    system_prompt: str | None = None
+    default_model: str | None = None
+    off: bool = False
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> ChannelSettings:
+        return cls(row["channel_id"], row["system_prompt"], row["default_model"], bool(row["off"]))
+
+    @property
+    def empty(self) -> bool:
+        return self.system_prompt is None and self.default_model is None and not self.off
+
+
+class ChannelSetting(StrEnum):
+    """A channel's settings, named as the columns of `channel_settings` that hold them."""
+
+    SYSTEM_PROMPT = "system_prompt"
+    DEFAULT_MODEL = "default_model"
+    OFF = "off"
+
+
+CHANNEL_COLUMNS = frozenset(s.value for s in ChannelSetting)
+
+
 class GuildRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -65,6 +94,17 @@ class GuildRepo:
         rows = await self.db.fetchall("SELECT pattern FROM guild_models WHERE guild_id = ? ORDER BY pattern",
                                       (guild_id,))
         return [r["pattern"] for r in rows]
+
+    async def channel(self, channel_id: int) -> ChannelSettings:
+        row = await self.db.fetchone("SELECT channel_id, system_prompt, default_model, off FROM channel_settings "
+                                     "WHERE channel_id = ?", (channel_id,))
+        return ChannelSettings.from_row(row) if row else ChannelSettings(channel_id)
+
+    async def channels(self, guild_id: int) -> list[ChannelSettings]:
+        """The server's channels that have settings of their own."""
+        rows = await self.db.fetchall("SELECT channel_id, system_prompt, default_model, off FROM channel_settings "
+                                      "WHERE guild_id = ? ORDER BY channel_id", (guild_id,))
+        return [c for c in (ChannelSettings.from_row(r) for r in rows) if not c.empty]
 
     async def audit(self, guild_id: int, limit: int = 15) -> list[AuditEntry]:
         rows = await self.db.fetchall(
@@ -85,6 +125,18 @@ class GuildRepo:
                 f"UPDATE guild_settings SET {column} = ?, "  # column is from the fixed set above
                 "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE guild_id = ?", (value, guild_id))
             await self._audit(tx, guild_id, actor_id, action, old_text, new_text)
+
+    async def set_channel(self, guild_id: int, channel_id: int, column: ChannelSetting, value: object, *,
+                          actor_id: int, old_text: str | None, new_text: str | None) -> None:
+        if column not in CHANNEL_COLUMNS:
+            raise ValueError(f"unknown channel setting {column!r}")
+        async with self.db.transaction() as tx:
+            await tx.execute("INSERT INTO channel_settings (channel_id, guild_id) VALUES (?, ?) "
+                             "ON CONFLICT (channel_id) DO NOTHING", (channel_id, guild_id))
+            await tx.execute(f"UPDATE channel_settings SET {column} = ? "  # column is from the fixed set above
+                             "WHERE channel_id = ? AND guild_id = ?", (value, channel_id, guild_id))
+            await self._audit(tx, guild_id, actor_id, f"channel <#{channel_id}> {column.replace('_', ' ')}",
+                              old_text, new_text)
 
     async def add_pattern(self, guild_id: int, pattern: str, *, actor_id: int, seed: list[str]) -> bool:
         """Add to the server's list; a server that had none starts from `seed` (the operator's list)."""

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from bot.chat.speakers import GROUP_NOTE
 from bot.chat.view import AnswerOutcome
 from bot.money import to_nusd
 from bot.store.guilds import GuildRepo
@@ -38,7 +39,8 @@ async def test_settled_from_the_stream_usage(parts: CoreParts) -> None:
     assert source == "usage" and actual == to_nusd(view.outcome.cost) and 0 < actual <= amount  # type: ignore[arg-type]
     assert tuple(await parts.db.fetchone("SELECT cost_nusd FROM turns WHERE id = ?", (turn_id,))) == (actual,)
     body = parts.fake.chat_requests()[-1].json()
-    assert body["max_tokens"] == 500 and body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert body["max_tokens"] == 500
+    assert body["messages"][0] == {"role": "system", "content": f"Be brief.\n\n{GROUP_NOTE}"}
 
 
 def frames_without_usage(gen_id: str) -> list[bytes]:

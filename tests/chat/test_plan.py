@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.chat.plan import AnswerPlan, answer_cap, context_window, pseudonymous_user, sees_images
+from bot.chat.speakers import GROUP_NOTE
 from bot.openrouter.types import ModelInfo
 from bot.policy import Planned, Refusal, RequestPlan
 from bot.states import AttachmentKind
@@ -50,7 +51,7 @@ async def test_a_plan_carries_the_request_but_its_max_tokens(parts: CoreParts) -
     assert plan.model is not None and plan.model.id == "openai/gpt-4o" and plan.max_tokens == 500
     body = plan.request(123).to_body()
     assert body["max_tokens"] == 123 and body["model"] == "openai/gpt-4o"
-    assert body["messages"] == [{"role": "system", "content": "Be brief."},
+    assert body["messages"] == [{"role": "system", "content": f"Be brief.\n\n{GROUP_NOTE}"},
                                 {"role": "user", "content": "What is Rust?"}]
     assert body["session_id"] == f"conversation-{conversation.id}" and body["user"] == pseudonymous_user(3)
 

@@ -352,11 +352,11 @@ async def test_another_members_model_answers_their_question_only(bot: Harness) -
     thread_id, _ = await start_conversation(bot)  # alice's, on openai/gpt-4o
     inter = await d.slash("chat", {"prompt": "my turn", "model": "openai/gpt-4.1-mini"}, user_id=bot.stranger,
                           channel_id=thread_id)
-    await d.wait_for(lambda: inter.message is not None and "Echo: my turn" in inter.message.content)
+    await d.wait_for(lambda: inter.message is not None and "Echo: Bob: my turn" in inter.message.content)
     assert bot.openrouter.chat_requests()[-1].json()["model"] == "openai/gpt-4.1-mini"
     assert await bot.query("SELECT model FROM conversations") == [("openai/gpt-4o",)]  # alice's is unchanged
     await d.post_message(thread_id, "and alice again", user_id=bot.user)
-    await d.wait_for(lambda: any("Echo: and alice again" in m.content for m in bot.bot_messages(thread_id)))
+    await d.wait_for(lambda: any("Echo: Alice: and alice again" in m.content for m in bot.bot_messages(thread_id)))
     assert bot.openrouter.chat_requests()[-1].json()["model"] == "openai/gpt-4o"
     held = await bot.query("SELECT user_id, model FROM reservations ORDER BY id")
     assert held[1] == (bot.stranger, "openai/gpt-4.1-mini")  # billed to the member who chose it
@@ -466,3 +466,17 @@ async def test_many_threads_answering_at_once_stay_under_discords_global_limit(h
     for thread_id in threads:
         await harness.wait_answer_done(thread_id, within=40)
     assert d.global_429_count == 0 and d.route_429_count == 0 and d.invalid_requests == []
+
+
+async def test_a_thread_two_members_share_reads_as_a_group_conversation(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot, "What is Rust?")
+    bob = d.add_user("bob")
+    await d.post_message(thread_id, "And Go?", user_id=bob)
+    await bot.wait_answer_done(thread_id)
+    body = bot.openrouter.chat_requests()[-1].json()
+    users = [(m.get("name"), m["content"]) for m in body["messages"] if m["role"] == "user"]
+    assert users == [("Alice", "Alice: What is Rust?"), ("Bob", "Bob: And Go?")]
+    assert "several members may take part" in body["messages"][0]["content"]
+    rows = await bot.query("SELECT author_id, author_name FROM turns WHERE role = 'user' ORDER BY id")
+    assert [tuple(r) for r in rows] == [(bot.user, "Alice"), (bob, "Bob")]

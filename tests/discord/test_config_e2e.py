@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.chat.speakers import GROUP_NOTE
 from tests.discord.conftest import Harness, start_conversation
-from tests.fakes.discord import Interaction
+from tests.fakes.discord import Interaction, Msg
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ async def test_system_prompt_and_provider_preferences_reach_the_request(strict: 
     assert "sort: throughput" in said(done)
     await start_conversation(strict, "hello")
     body = strict.openrouter.chat_requests()[-1].json()
-    assert body["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
+    assert body["messages"][0] == {"role": "system", "content": f"Answer like a pirate.\n\n{GROUP_NOTE}"}
     # under a quota, the held prices (gpt-4o's, per million tokens) cap what any provider may bill
     cap = {"prompt": "2.5", "completion": "10", "request": "0", "image": "0"}
     assert body["provider"] == {"sort": "throughput", "data_collection": "deny", "allow_fallbacks": False,
@@ -141,3 +143,73 @@ async def test_credits_for_owners_only(strict: Harness) -> None:
     await d.wait_for(lambda: owner.message is not None and bool(owner.message.embeds))
     text = json.dumps(owner.message.embeds)  # type: ignore[union-attr]
     assert "$100.00" in text and "$74.50" in text and "$25.50" in text
+
+
+async def chat_in(h: Harness, channel_id: int, prompt: str) -> Interaction:
+    inter = await h.discord.slash("chat", {"prompt": prompt}, user_id=h.user, channel_id=channel_id)
+    await inter.wait_response()
+    return inter
+
+
+async def test_a_channel_persona_and_model_apply_there_and_in_its_threads(strict: Harness) -> None:
+    d = strict.discord
+    pirates = d.add_text_channel("pirates")
+    persona = await config(strict, ["channel", "persona"], {"prompt": "Talk like a pirate.", "channel": pirates})
+    assert f"<#{pirates}> now start with this persona" in said(persona)
+    refused = await config(strict, ["channel", "model"], {"model": "anthropic/claude-sonnet-4", "channel": pirates})
+    assert "not allowed on this server" in said(refused)
+    chosen = await config(strict, ["channel", "model"], {"model": "openai/gpt-4.1-mini", "channel": pirates})
+    assert f"New conversations in <#{pirates}> now use `openai/gpt-4.1-mini`" in said(chosen)
+
+    before = set(d.threads)
+    await chat_in(strict, pirates, "Where is the treasure?")
+    await d.wait_for(lambda: set(d.threads) - before != set(), timeout=20)
+    [thread_id] = set(d.threads) - before
+    body = strict.openrouter.chat_requests()[-1].json()
+    assert body["model"] == "openai/gpt-4.1-mini"
+    assert body["messages"][0]["content"].startswith("Talk like a pirate.")
+    await d.post_message(thread_id, "And the map?", user_id=strict.user)  # the thread follows its channel
+    await strict.wait_answer_done(thread_id)
+    assert strict.openrouter.chat_requests()[-1].json()["messages"][0]["content"].startswith("Talk like a pirate.")
+
+    await start_conversation(strict, "hello")  # elsewhere: the server's settings
+    body = strict.openrouter.chat_requests()[-1].json()
+    assert body["model"] == "openai/gpt-4o" and "pirate" not in body["messages"][0]["content"]
+
+    shown = said(await config(strict, ["show"]))
+    assert f"<#{pirates}>" in shown and "gpt-4.1-mini" in shown and "Talk like a pirate." in shown
+    audit = said(await config(strict, ["audit"]))
+    assert f"channel <#{pirates}> system prompt" in audit and f"channel <#{pirates}> default model" in audit
+    cleared = await config(strict, ["channel", "persona"], {"channel": pirates})
+    assert "the server's system prompt" in said(cleared)
+
+
+async def test_a_channel_switched_off_answers_with_a_short_note(strict: Harness,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the module the running bot loaded (discord.py loads an extension as a fresh module object)
+    monkeypatch.setattr(sys.modules["bot.discord.cogs.chat"], "NOTE_SECONDS", 0.3)
+    d = strict.discord
+
+    def in_channel(channel_id: int) -> list[Msg]:  # what everyone sees there
+        return [m for m in d.messages.values() if m.channel_id == channel_id and not m.ephemeral]
+
+    thread_id, _ = await start_conversation(strict, "before")
+    assert "now off in" in said(await config(strict, ["channel", "off"], {"off": True}))
+    assert "already off" in said(await config(strict, ["channel", "off"], {"off": True}))
+    asked = len(strict.openrouter.chat_requests())
+
+    refused = await chat_in(strict, d.text_channel_id, "hello?")
+    assert refused.ephemeral and "switched the bot off" in str(refused.response_data)
+    await d.post_message(d.text_channel_id, "are you there?", user_id=strict.user, mentions_bot=True)
+    await d.wait_for(lambda: any("switched the bot off" in m.content for m in in_channel(d.text_channel_id)))
+    await d.post_message(thread_id, "and here?", user_id=strict.user)  # its threads too
+    await d.wait_for(lambda: any("switched the bot off" in m.content for m in in_channel(thread_id)))
+    # the notes go away by themselves
+    await d.wait_for(lambda: not any("switched the bot off" in m.content and not m.deleted
+                                     for m in in_channel(thread_id) + in_channel(d.text_channel_id)))
+    assert len(strict.openrouter.chat_requests()) == asked  # nothing asked of a model
+
+    assert "now on in" in said(await config(strict, ["channel", "off"], {"off": False}))
+    await d.post_message(thread_id, "back?", user_id=strict.user)
+    await strict.wait_answer_done(thread_id)
+    assert len(strict.openrouter.chat_requests()) == asked + 1

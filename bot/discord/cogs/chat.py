@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 Interaction = discord.Interaction[Any]
 STOP_ID = "answer:stop"
+SWITCHED_OFF = "The moderators have switched the bot off in this channel."
+NOTE_SECONDS = 20.0  # how long a note in place of an answer stays
 
 
 def model_choice(model: ModelInfo) -> app_commands.Choice[str]:
@@ -56,6 +58,13 @@ def channel_kind(channel: Any) -> ChannelKind:
     if isinstance(channel, discord.DMChannel):
         return ChannelKind.DM
     return ChannelKind.CHANNEL
+
+
+def home_channel(channel: Any) -> int | None:
+    """The server channel whose settings apply here: a thread's parent, else the channel; None in DMs."""
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id
+    return None if isinstance(channel, discord.DMChannel) or channel is None else int(channel.id)
 
 
 def bind_log_context(*, guild: int | None, channel: int | None, user: int) -> None:
@@ -119,12 +128,12 @@ class ChatCog(commands.Cog):
         lifetime = self.settings.interaction_token_seconds
         return asyncio.get_running_loop().time() + lifetime - min(60.0, lifetime / 5)
 
-    async def run_answer(self, conversation: Conversation, *, author_id: int, content: str,
+    async def run_answer(self, conversation: Conversation, *, author: discord.abc.User, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
                          view: DiscordAnswerView, model: str | None = None) -> AnswerOutcome:
         try:
-            return await self.conversations.ask(conversation, author_id=author_id, content=content,
-                                                message_id=message_id, channel_id=channel_id,
+            return await self.conversations.ask(conversation, author_id=author.id, author_name=author.display_name,
+                                                content=content, message_id=message_id, channel_id=channel_id,
                                                 attachments=attachments, view=view, model=model)
         finally:
             if view.stop_view is not None:
@@ -145,7 +154,7 @@ class ChatCog(commands.Cog):
         # inside a conversation thread /chat goes on with it; elsewhere it starts a new one
         existing = await self.conversations.for_channel(channel.id, ChannelKind.THREAD) \
             if isinstance(channel, discord.Thread) else None
-        problem = self.chat_refusal(interaction, channel, existing, model)
+        problem = await self.chat_refusal(interaction, channel, existing, model)
         choice = await self.chat_model(interaction, existing, model) if not problem and self.models.ready() else None
         if problem or isinstance(choice, Refusal):  # refused before anything is public: only the asker sees why
             await respond_ephemeral(interaction, problem or choice.message)  # type: ignore[union-attr]
@@ -161,7 +170,7 @@ class ChatCog(commands.Cog):
         # in a thread that carries no conversation yet, the thread itself becomes the conversation
         conversation = existing or await self.conversations.start(
             guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
-            model=model_id, title=thread_title(prompt),
+            model=model_id, title=thread_title(prompt), home_channel_id=home_channel(channel),
             thread_id=channel.id if isinstance(channel, discord.Thread) else None)
 
         async def open_first(stop: discord.ui.View | None) -> discord.Message:
@@ -169,15 +178,17 @@ class ChatCog(commands.Cog):
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
                               rejected=rejected, asked_in=interaction.id, interaction=True)
-        await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
+        await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None)
         if existing is None:
             await self.open_thread(conversation, view, prompt)
 
-    def chat_refusal(self, interaction: Interaction, channel: Any, existing: Conversation | None,
-                     model: str | None) -> str | None:
+    async def chat_refusal(self, interaction: Interaction, channel: Any, existing: Conversation | None,
+                           model: str | None) -> str | None:
         """Why `/chat` is refused here before anything else, if it is."""
+        if await self.conversations.switched_off(interaction.guild_id, home_channel(channel)):
+            return SWITCHED_OFF
         if isinstance(channel, discord.Thread) and existing is None \
                 and not may_act_for(interaction.user, channel, channel.owner_id):
             return ("Only the person who started this thread, or a moderator, can make it a conversation. "
@@ -195,7 +206,8 @@ class ChatCog(commands.Cog):
                 return switched if isinstance(switched, Refusal) else (switched, False)
             checked = await self.models.check_model(interaction.guild_id, model)
             return checked if isinstance(checked, Refusal) else (checked, True)
-        chosen = model or (existing.model if existing else await self.conversations.default_model(interaction.guild_id))
+        chosen = model or (existing.model if existing else await self.conversations.default_model(
+            interaction.guild_id, home_channel(interaction.channel)))
         checked = await self.models.check_model(interaction.guild_id, chosen)
         return checked if isinstance(checked, Refusal) else (checked, False)
 
@@ -240,6 +252,9 @@ class ChatCog(commands.Cog):
             return
         bind_log_context(guild=message.guild.id if message.guild else None, channel=channel.id,
                          user=message.author.id)
+        if message.guild and await self.conversations.switched_off(message.guild.id, home_channel(channel)):
+            await self.say_switched_off(message)
+            return
         try:
             await self.answer_message(message, conversation, self.strip_mention(message.content),
                                       start_thread=kind is ChannelKind.CHANNEL)
@@ -249,6 +264,13 @@ class ChatCog(commands.Cog):
                 await self.bot.pacer.acquire(message.channel.id)
                 await message.channel.send("⚠️ Something went wrong while answering. It has been logged.",
                                            allowed_mentions=NO_MENTIONS)
+
+    async def say_switched_off(self, message: discord.Message) -> None:
+        """A short note, gone after a while, instead of an answer where moderators switched the bot off."""
+        with contextlib.suppress(discord.HTTPException):
+            await self.bot.pacer.acquire(message.channel.id)
+            await message.reply(SWITCHED_OFF, mention_author=False, allowed_mentions=NO_MENTIONS,
+                                delete_after=NOTE_SECONDS)
 
     def strip_mention(self, content: str) -> str:
         if self.bot.user is None:
@@ -262,7 +284,7 @@ class ChatCog(commands.Cog):
         if conversation is None:
             conversation = await self.conversations.start(
                 guild_id=message.guild.id if message.guild else None, channel_id=channel.id,
-                owner_id=message.author.id, title=thread_title(content))
+                owner_id=message.author.id, title=thread_title(content), home_channel_id=home_channel(channel))
         waiting = self.conversations.busy(conversation)
 
         async def open_first(stop: discord.ui.View | None) -> discord.Message:
@@ -276,7 +298,7 @@ class ChatCog(commands.Cog):
                               asked_in=message.id)
         if waiting:
             await view.begin()  # say at once that this message was seen and waits its turn
-        await self.run_answer(conversation, author_id=message.author.id, content=content, message_id=message.id,
+        await self.run_answer(conversation, author=message.author, content=content, message_id=message.id,
                               channel_id=channel.id, attachments=attachments, view=view)
         if start_thread:
             await self.open_thread(conversation, view, content)

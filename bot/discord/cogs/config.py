@@ -1,4 +1,4 @@
-"""`/config` for moderators: allowed models, default model, quotas, system prompt, providers, audit.
+"""`/config` for moderators: allowed models, default model, quotas, system prompt, providers, channels, audit.
 
 Who may use it is decided by Discord (see `bot/discord/permissions.py`); every change goes through
 the core's `ServerConfig`, which records it in the audit log.
@@ -6,6 +6,7 @@ the core's `ServerConfig`, which records it in the audit log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +21,14 @@ from bot.money import usd
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import is_pattern
 from bot.server_config import Change, Overview, Quota, QuotaScope, ServerConfig
+from bot.store.guilds import ChannelSettings
 
 if TYPE_CHECKING:
     from bot.discord.bot import ChatBot
 
 Interaction = discord.Interaction[Any]
+ConfigurableChannel = discord.TextChannel | discord.ForumChannel
+NO_CHANNEL = "Name a text or forum channel, or use this command in one."
 SORTS = [app_commands.Choice(name=n, value=v) for n, v in
          (("price (cheapest provider first)", "price"), ("throughput (fastest tokens)", "throughput"),
           ("latency (quickest first token)", "latency"), ("OpenRouter's default", "default"))]
@@ -58,7 +62,29 @@ def overview_embed(o: Overview) -> discord.Embed:
     prompt = o.system_prompt
     embed.add_field(name="System prompt" + (" (operator default)" if o.system_prompt_is_default else ""),
                     value=(prompt[:1000] + ("…" if len(prompt) > 1000 else "")) or "none", inline=False)
+    if o.channels:
+        embed.add_field(name="Channels", value=channels_text(o.channels), inline=False)
     return embed
+
+
+def channels_text(channels: Sequence[ChannelSettings], limit: int = 1024) -> str:
+    """One line per channel with settings of its own, cut to what an embed field holds."""
+    lines = []
+    for c in channels:
+        parts = ["**off**"] if c.off else []
+        if c.default_model:
+            parts.append(f"model `{c.default_model}`")
+        if c.system_prompt:
+            persona = " ".join(c.system_prompt.split())
+            parts.append(f"persona “{persona[:60]}{'…' if len(persona) > 60 else ''}”")
+        lines.append(f"<#{c.channel_id}>: " + ", ".join(parts))
+    text = ""
+    for i, line in enumerate(lines):
+        more = f"\n… and {len(lines) - i} more"
+        if len(text) + len(line) + 1 + len(more) > limit:
+            return text + more
+        text += ("\n" if text else "") + line
+    return text
 
 
 @app_commands.default_permissions(manage_guild=True)
@@ -66,6 +92,7 @@ def overview_embed(o: Overview) -> discord.Embed:
 class ConfigCog(commands.GroupCog, group_name="config", group_description="Configure the bot for this server"):
     model = app_commands.Group(name="model", description="Which models this server may use")
     quota = app_commands.Group(name="quota", description="Monthly spending limits (USD, calendar month, UTC)")
+    channel = app_commands.Group(name="channel", description="A persona, a default model or silence for one channel")
 
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
@@ -195,6 +222,79 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
             changed.append(f"fallbacks: {'allowed' if allow_fallbacks else 'forbidden'}")
         await self.reply(interaction, ("Updated " + ", ".join(changed) + ".") if changed else
                          "Nothing to change: pick at least one option.")
+
+    # -- one channel --------------------------------------------------------------------------------
+
+    @staticmethod
+    def target(interaction: Interaction, channel: ConfigurableChannel | None) -> int | None:
+        """The channel a `/config channel` command is about: the one named, else the one it is used in
+        (a thread's parent: threads follow their channel)."""
+        if channel is not None:
+            return channel.id
+        here = interaction.channel
+        if isinstance(here, discord.Thread):
+            return here.parent_id
+        return here.id if isinstance(here, discord.TextChannel | discord.ForumChannel) else None
+
+    @channel.command(name="persona", description="The instructions conversations in one channel start with")
+    @app_commands.describe(prompt="Leave empty to use the server's system prompt again",
+                           channel="The channel (default: this one; threads follow their channel)")
+    async def channel_persona(self, interaction: Interaction, prompt: app_commands.Range[str, 1, 4000] | None = None,
+                              channel: ConfigurableChannel | None = None) -> None:
+        assert interaction.guild_id is not None
+        if (channel_id := self.target(interaction, channel)) is None:
+            await self.reply(interaction, NO_CHANNEL)
+            return
+        await self.config.set_channel_persona(interaction.guild_id, channel_id, prompt, actor=interaction.user.id)
+        await self.reply(interaction, f"Conversations in <#{channel_id}> now start with " +
+                         ("this persona." if prompt else "the server's system prompt."))
+
+    @channel.command(name="model", description="The model new conversations in one channel use")
+    @app_commands.describe(model="Leave empty to use the server's default model again",
+                           channel="The channel (default: this one; threads follow their channel)")
+    async def channel_model(self, interaction: Interaction, model: str | None = None,
+                            channel: ConfigurableChannel | None = None) -> None:
+        assert interaction.guild_id is not None
+        if (channel_id := self.target(interaction, channel)) is None:
+            await self.reply(interaction, NO_CHANNEL)
+            return
+        changed = await self.config.set_channel_model(interaction.guild_id, channel_id, model,
+                                                      actor=interaction.user.id)
+        if changed.change is Change.UNKNOWN:
+            await self.reply(interaction, f"`{model}` is not a model OpenRouter offers.")
+        elif changed.change is Change.NOT_ALLOWED:
+            await self.reply(interaction, f"`{model}` is not allowed on this server; allow it first with "
+                                          "`/config model allow`.")
+        else:
+            now = f"`{model.strip()}`" if model else "the server's default model"
+            await self.reply(interaction, f"New conversations in <#{channel_id}> now use {now}.")
+
+    @channel.command(name="off", description="Switch the bot off (or back on) in one channel and its threads")
+    @app_commands.describe(off="True: the bot stays silent there; False: it answers again",
+                           channel="The channel (default: this one)")
+    async def channel_off(self, interaction: Interaction, off: bool,
+                          channel: ConfigurableChannel | None = None) -> None:
+        assert interaction.guild_id is not None
+        if (channel_id := self.target(interaction, channel)) is None:
+            await self.reply(interaction, NO_CHANNEL)
+            return
+        changed = await self.config.set_channel_off(interaction.guild_id, channel_id, off, actor=interaction.user.id)
+        state = "off" if off else "on"
+        if changed.change is Change.UNCHANGED:
+            await self.reply(interaction, f"The bot is already {state} in <#{channel_id}>.")
+            return
+        await self.reply(interaction, f"The bot is now {state} in <#{channel_id}> and its threads." +
+                         (" Mentions and `/chat` there get a short note instead of an answer." if off else ""))
+
+    @channel_model.autocomplete("model")
+    async def channel_model_autocomplete(self, interaction: Interaction,
+                                         current: str) -> list[app_commands.Choice[str]]:
+        assert interaction.guild_id is not None
+        try:
+            found, _ = await self.bot.core.models.search_allowed(interaction.guild_id, current, limit=25)
+        except OpenRouterError:
+            return []
+        return [model_choice(m) for m in found]
 
     # -- overview -----------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ CB_MESSAGE, CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE, CB_AUTOCOMPLETE = 4, 5, 6, 
 _ALLOWED_CALLBACKS = {IT_COMMAND: (CB_MESSAGE, CB_DEFERRED_MESSAGE),
                       IT_COMPONENT: (CB_MESSAGE, CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE),
                       IT_AUTOCOMPLETE: (CB_AUTOCOMPLETE,)}
-OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP, OPT_ATTACHMENT = 1, 2, 11
+OPT_SUB_COMMAND, OPT_SUB_COMMAND_GROUP, OPT_CHANNEL, OPT_ATTACHMENT = 1, 2, 7, 11
 _CONVERT: dict[int, Any] = {4: int, 5: bool, 10: float}  # integer, boolean, number; the rest are strings
 Upload = tuple[str, bytes, str]  # (filename, data, content type)
 
@@ -261,7 +261,8 @@ class Interactions:
         await self.gateway.flush()
 
     def _command_data(self, command: JSON, options: dict[str, Any], subcommand: list[str] | None,
-                      attachments: dict[str, Upload] | None, channel_id: int, focused: str | None = None) -> JSON:
+                      attachments: dict[str, Upload] | None, channel_id: int, focused: str | None = None,
+                      user_id: int = 0) -> JSON:
         """``data`` of a command interaction, with options checked against the synced definition."""
         level: list[JSON] = command.get("options") or []
         path: list[tuple[str, int]] = []
@@ -288,6 +289,12 @@ class Interactions:
                 att = self.world.attachment_payload(channel_id, *value) | {"ephemeral": True}
                 resolved.setdefault("attachments", {})[att["id"]] = att
                 opt["value"] = att["id"]
+            elif opt["type"] == OPT_CHANNEL:  # the channel's id; the channel itself in `resolved`, as Discord does
+                channel = self.world.channels[int(value)]
+                resolved.setdefault("channels", {})[str(value)] = {
+                    k: channel[k] for k in ("id", "name", "type", "parent_id", "thread_metadata") if k in channel
+                } | {"permissions": str(self.world.user_permissions(user_id))}
+                opt["value"] = str(value)
             else:
                 opt["value"] = _CONVERT.get(opt["type"], str)(value)
             result.append(opt)
@@ -317,7 +324,8 @@ class Interactions:
         if channel_id is None:
             channel_id = self.world.text_channel_id if guild else self.world.dm_channel(user_id)
         inter = self._new(IT_COMMAND, user_id, channel_id, guild)
-        inter.payload["data"] = self._command_data(command, options or {}, subcommand, attachments, channel_id)
+        inter.payload["data"] = self._command_data(command, options or {}, subcommand, attachments, channel_id,
+                                                   user_id=user_id)
         await self._dispatch(inter)
         return inter
 

@@ -10,7 +10,8 @@ the fake: it is answered with 400 (discord.py would retry a 5xx for a long time)
 
 Routes: ``GET /users/@me``, ``GET /oauth2/applications/@me``, ``PUT /applications/{id}/commands``
 (bulk overwrite of the global commands, validated), ``POST /channels/{id}/messages``,
-``GET``/``PATCH /channels/{id}/messages/{id}`` (only the bot's own messages can be edited),
+``GET``/``PATCH``/``DELETE /channels/{id}/messages/{id}`` (only the bot's own messages can be edited
+or deleted),
 ``POST /channels/{id}/messages/{id}/threads``, and the attachment CDN (``GET /attachments/...``, no
 authentication). Creating and editing messages take a slot of the channel's write bucket.
 """
@@ -98,6 +99,7 @@ class Rest:
             ("POST", f"{cid}/messages", self._create_message),
             ("GET", f"{cid}/messages/{mid}", self._get_message),
             ("PATCH", f"{cid}/messages/{mid}", self._edit_message),
+            ("DELETE", f"{cid}/messages/{mid}", self._delete_message),
             ("POST", f"{cid}/messages/{mid}/threads", self._thread_from_message),
             ("GET", "/attachments/{channel_id}/{attachment_id:\\d+}/{filename}", self._attachment),
         ]
@@ -199,6 +201,19 @@ class Rest:
         self.limits.commit_channel(channel_id, "edit")
         self.world.commit_edit(msg, edited)
         return json_response(self.world.message_payload(msg))
+
+    async def _delete_message(self, request: web.Request) -> web.StreamResponse:
+        """The bot deletes one of its own messages (deleting others' needs Manage Messages: 403 here)."""
+        channel_id = int_param(request, "channel_id")
+        msg = self.world.message_or_404(channel_id, int_param(request, "message_id"))
+        if msg.author_id != self.world.bot_user_id:
+            raise ApiError(403, 50013, "Missing Permissions")
+        msg.deleted = True
+        data: JSON = {"id": str(msg.id), "channel_id": str(channel_id)}
+        if (guild_id := self.world.guild_of(channel_id)) is not None:
+            data["guild_id"] = str(guild_id)
+        self.world.emit("MESSAGE_DELETE", data)
+        return web.Response(status=204)
 
     async def _thread_from_message(self, request: web.Request) -> web.StreamResponse:
         channel_id = int_param(request, "channel_id")
