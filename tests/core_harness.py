@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.states import NoticeKind
 from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment, Turn
 from bot.store.database import Database
+from bot.store.sqlite import SqliteDatabase
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.openrouter.conftest import make_client
 
@@ -84,7 +85,7 @@ def test_settings(**overrides: object) -> Settings:
 async def parts(tmp_path: Path) -> AsyncIterator[CoreParts]:
     fake = FakeOpenRouter()
     await fake.start()
-    db = Database(tmp_path / "core.sqlite3")
+    db = SqliteDatabase(tmp_path / "core.sqlite3")
     await db.open()
     await db.migrate()
     client = make_client(fake)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import aiosqlite
-
-from bot.store.database import Database
+from bot.store.database import Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +20,7 @@ class GuildSettings:
     member_quota_nusd: int | None = None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> GuildSettings:
+    def from_row(cls, row: Row) -> GuildSettings:
         return cls(row["guild_id"], row["default_model"], row["system_prompt"], row["provider_sort"],
                    bool(row["deny_data_collection"]), bool(row["allow_fallbacks"]), row["guild_quota_nusd"],
                    row["member_quota_nusd"])
@@ -83,7 +81,7 @@ class GuildRepo:
                              (guild_id,))
             await tx.execute(
                 f"UPDATE guild_settings SET {column} = ?, "  # column is from the fixed set above
-                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE guild_id = ?", (value, guild_id))
+                "updated_at = now_utc() WHERE guild_id = ?", (value, guild_id))
             await self._audit(tx, guild_id, actor_id, action, old_text, new_text)
 
     async def add_pattern(self, guild_id: int, pattern: str, *, actor_id: int, seed: list[str]) -> bool:
