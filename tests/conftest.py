@@ -24,6 +24,26 @@ def fixture_json(name: str) -> Any:
     return json.loads(fixture_bytes(name))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    for backend in BACKENDS:
+        config.addinivalue_line("markers", f"{backend}_only: runs on the {backend} backend alone (its own tools)")
+
+
+def _wrong_backend(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    backend = callspec.params.get("database_url") if callspec is not None else None
+    return backend is not None and any(item.get_closest_marker(f"{other}_only") for other in BACKENDS
+                                       if other != backend)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `sqlite_only` (`postgres_only`) keeps only that variant of the `database_url` fixture."""
+    dropped = [item for item in items if _wrong_backend(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "bot.sqlite3"

@@ -5,8 +5,11 @@ Unix socket in that folder (no TCP port), with fsync off, and is stopped and del
 PostgreSQL refuses to run as root, so as root its commands run as the `postgres` user (`runuser`).
 With `TEST_DATABASE_URL=postgresql://…` (a role that may create databases) an existing server is used.
 
-`await server.fresh_url()` creates an empty database and returns its URL: for the store's tests, and
-for anything that wants a bot process (or two) on its own PostgreSQL database.
+`await server.fresh_url()` returns the URL of an empty place of its own: for the store's tests, and for
+anything that wants a bot process (or two) on its own PostgreSQL database. It is a new schema in the
+server's database, named in the URL's `search_path` (asyncpg sends unknown URL parameters as server
+settings): to the bot as good as a new database (its own tables, `now_utc()` and `schema_migrations`),
+and about a millisecond to make where `CREATE DATABASE` takes about 0.4 s.
 """
 
 from __future__ import annotations
@@ -40,18 +43,20 @@ class Postgres:
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
 
-    def url_for(self, name: str) -> str:
-        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
+    def url_for(self, database: str) -> str:
+        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{database}"))
 
     async def fresh_url(self) -> str:
-        """A new, empty database; its URL."""
+        """The URL of a new, empty schema of its own in the server's database."""
         name = f"test_{uuid.uuid4().hex[:16]}"
         conn = await asyncpg.connect(self.admin_url)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f'CREATE SCHEMA "{name}"')
         finally:
             await conn.close()
-        return self.url_for(name)
+        parts = urlsplit(self.admin_url)
+        query = "&".join(filter(None, [parts.query, f"search_path={name}"]))
+        return urlunsplit(parts._replace(query=query))
 
     def stop(self) -> None:
         """An existing server is left running."""
@@ -80,11 +85,19 @@ class PostgresServer(Postgres):
         self.root.chmod(0o700)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
                   "--locale=C", "--no-sync")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server (again)."""
         options = (f"-c listen_addresses='' -c unix_socket_directories='{self.root}' -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
                   "-o", options, "start")
-        return self
+
+    def halt(self) -> None:
+        """Stop the server as an operator would (fast shutdown): every connection is cut; the data stays."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         try:

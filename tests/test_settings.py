@@ -100,5 +100,5 @@ def test_the_database_is_sqlite_at_database_path_unless_database_url_says_otherw
     assert settings.database_location == "postgresql://bot:hunter2@db:5432/bot"
     assert "hunter2" not in repr(settings)
     monkeypatch.setenv("DATABASE_URL", "mysql://bot@db/bot")
-    with pytest.raises(SettingsError, match="DATABASE_URL is invalid: .*sqlite:///path/to/file or postgresql://"):
+    with pytest.raises(SettingsError, match=r"DATABASE_URL is invalid: .*sqlite:///path/to/file or postgresql://"):
         load_settings()

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
 from bot.logs import get_logger
 from bot.store.database import (
@@ -112,12 +113,29 @@ class PostgresDatabase(Database):
         assert task is not None
         if task in self._tx:
             raise RuntimeError("transactions do not nest")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
             self._tx[task] = conn
             try:
                 yield self
+            except BaseException:
+                await asyncio.shield(self._roll_back(transaction))
+                raise
+            else:
+                await asyncio.shield(transaction.commit())
             finally:
                 del self._tx[task]
+
+    @staticmethod
+    async def _roll_back(transaction: Transaction) -> None:
+        """Roll back; on a connection that is gone (the server rolled back then) the error that ended the
+        block is the one to raise, not one about the lost connection. The pool drops a broken connection
+        and rolls back any it gets back in a transaction."""
+        try:
+            await transaction.rollback()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.info("rollback not possible: the connection is gone", error=repr(exc))
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:

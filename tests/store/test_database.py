@@ -20,7 +20,8 @@ INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolation
 async def tables(db: Database) -> set[str]:
     if db.dialect == "sqlite":
         return {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
-    return {r["tablename"] for r in await db.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    rows = await db.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return {r["tablename"] for r in rows}
 
 
 async def test_fresh_database_is_migrated_in_wal_with_foreign_keys(db_path: Path) -> None:
@@ -40,7 +41,8 @@ async def test_a_fresh_postgres_database_is_migrated_with_bigint_snowflakes(post
         assert await db.migrate() == [m.version for m in load_migrations(dialect="postgres")]
         assert {"conversations", "turns", "attachments", "reservations", "schema_migrations"} <= await tables(db)
         types = {(r[0], r[1]): r[2] for r in await db.fetchall(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'")}
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema()")}
         assert types["conversations", "thread_id"] == types["turns", "discord_message_id"] == "bigint"
         assert types["attachments", "data"] == "bytea"
         snowflake = 1_312_345_678_901_234_567
@@ -223,7 +225,8 @@ async def test_migration_3_keeps_the_holds_already_recorded(database_url: str) -
             assert any("reservations_open" in str(tuple(r)) for r in plan)
         else:
             indexes = {r[0] for r in await db.fetchall(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'reservations'")}
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'reservations' "
+                "AND schemaname = current_schema()")}
             assert {"reservations_open", "reservations_over_hold"} <= indexes
 
 
