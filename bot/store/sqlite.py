@@ -174,12 +174,14 @@ class SqliteDatabase(Database):
         for migration in migrations:
             if migration.version <= current:
                 continue
-            await self._apply(migration)
-            log.info("migration applied", version=migration.version, name=migration.name)
-            applied.append(migration.version)
+            if await self._apply(migration):
+                log.info("migration applied", version=migration.version, name=migration.name)
+                applied.append(migration.version)
         return applied
 
-    async def _apply(self, migration: Migration) -> None:
+    async def _apply(self, migration: Migration) -> bool:
+        """Apply one step; False when another process applied it meanwhile (its failure here is then
+        expected: SQLite cannot test the version and run the script in one transaction)."""
         script = (
             "BEGIN IMMEDIATE;\n"
             f"{migration.sql}\n;\n"
@@ -192,4 +194,7 @@ class SqliteDatabase(Database):
         except Exception as exc:
             if self.conn.in_transaction:
                 await self.conn.execute("ROLLBACK")
+            if await self.schema_version() >= migration.version:
+                return False
             raise MigrationError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from exc
+        return True
