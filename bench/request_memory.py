@@ -30,7 +30,7 @@ from bot.openrouter.client import JSONBody
 from bot.openrouter.types import ChatRequest, Message
 from bot.states import AttachmentKind, TurnStatus
 from bot.store.conversations import AnswerRecord, ConversationRepo, StoredAttachment
-from bot.store.database import Database
+from bot.store.sqlite import SqliteDatabase
 
 MB = 1024 * 1024
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -95,7 +95,7 @@ async def build_body(repo: ConversationRepo, conversation_id: int, *, whole: boo
 
 async def measure(turns: int, image_mb: float, pdf_mb: float) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        async with Database(Path(folder) / "bench.sqlite3") as db:
+        async with SqliteDatabase(Path(folder) / "bench.sqlite3") as db:
             await db.migrate()
             repo = ConversationRepo(db)
             conversation_id = await store_conversation(repo, turns, image_mb, pdf_mb)

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from bot.logs import configure_logging, get_logger
 from bot.money import usd
 from bot.openrouter.errors import OpenRouterError
 from bot.settings import Settings, SettingsError, load_settings
-from bot.store.database import MigrationError
+from bot.store.database import DatabaseUnavailable, MigrationError
 
 log = get_logger("bot")
 
@@ -22,12 +23,12 @@ async def check(settings: Settings) -> int:
 
     try:
         services = await Services.start(settings)
-    except (MigrationError, OSError) as exc:
+    except (MigrationError, DatabaseUnavailable, OSError) as exc:
         print(f"database: FAILED: {exc}")
         return 1
     try:
         version = await services.db.schema_version()
-        print(f"database: ok ({settings.database_path}, schema version {version})")
+        print(f"database: ok ({services.db.describe()}, schema version {version})")
         try:
             key = await services.openrouter.get_key()
         except OpenRouterError as exc:
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(
         level=settings.log_level,
         fmt=settings.log_format,
-        secrets=[settings.discord_token.get_secret_value(), settings.openrouter_api_key.get_secret_value()],
+        secrets=[settings.discord_token.get_secret_value(), settings.openrouter_api_key.get_secret_value(),
+                 *filter(None, [urlsplit(settings.database_location).password])],
     )
     if args.command == "check":
         return asyncio.run(check(settings))
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return runner.run(run(settings))
     except KeyboardInterrupt:
         return 0
-    except (MigrationError, MetricsUnavailable) as exc:
+    except (MigrationError, DatabaseUnavailable, MetricsUnavailable) as exc:
         log.error("cannot start", error=str(exc))
         return 1
 

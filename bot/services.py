@@ -12,6 +12,7 @@ from bot.openrouter.catalogue import ModelCatalogue
 from bot.openrouter.client import OpenRouterClient, Timeouts
 from bot.openrouter.retry import RetryPolicy
 from bot.settings import Settings
+from bot.store.connect import database_for
 from bot.store.database import Database
 
 
@@ -25,7 +26,7 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
-        db = Database(settings.database_path)
+        db = database_for(settings.database_location)
         await db.open()
         try:
             await db.migrate()

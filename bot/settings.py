@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     openrouter_api_key: SecretStr
     openrouter_base_url: AnyHttpUrl = AnyHttpUrl("https://openrouter.ai/api/v1")
     database_path: Path = Path("data/bot.sqlite3")
+    database_url: SecretStr | None = None  # sqlite:///path or postgresql://…; unset: SQLite at DATABASE_PATH
     default_model: str = "openai/gpt-4o-mini"
     app_url: str = "https://github.com/openrouter-discord-bot"
     app_title: str = "OpenRouter Discord Bot"
@@ -88,6 +89,16 @@ class Settings(BaseSettings):
             raise ValueError("is empty")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        text = value.get_secret_value().strip() if value is not None else ""
+        if not text:
+            return None
+        if text == "sqlite:///" or not text.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///path/to/file or postgresql://user:password@host/dbname")
+        return SecretStr(text)
+
     @field_validator("default_model")
     @classmethod
     def _model_slug(cls, value: str) -> str:
@@ -99,6 +110,13 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return str(self.openrouter_base_url).rstrip("/")
+
+    @property
+    def database_location(self) -> str:
+        """The database's URL: DATABASE_URL, else the SQLite file at DATABASE_PATH."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.database_path}"
 
     @property
     def allowed_models_default(self) -> list[str]:

@@ -1,6 +1,7 @@
-"""The chat core wired as in production (`Core.build`) on a real SQLite file and the local OpenRouter
-server. The Discord side is replaced by `RecordingView`, a plain implementation of the core's
-`AnswerView` protocol (the Discord layer itself is tested end to end in tests/discord)."""
+"""The chat core wired as in production (`Core.build`) on a real database (an SQLite file, and a
+PostgreSQL database) and the local OpenRouter server. The Discord side is replaced by `RecordingView`,
+a plain implementation of the core's `AnswerView` protocol (the Discord layer itself is tested end to
+end in tests/discord)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +20,7 @@ from bot.openrouter.client import OpenRouterClient
 from bot.services import Services
 from bot.settings import Settings
 from bot.states import NoticeKind
+from bot.store.connect import database_for
 from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment, Turn
 from bot.store.database import Database
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -81,10 +82,11 @@ def test_settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture
-async def parts(tmp_path: Path) -> AsyncIterator[CoreParts]:
+async def parts(database_url: str) -> AsyncIterator[CoreParts]:
+    """On each backend (tests/conftest.py `database_url`); tests marked `sqlite_only` run on SQLite alone."""
     fake = FakeOpenRouter()
     await fake.start()
-    db = Database(tmp_path / "core.sqlite3")
+    db = database_for(database_url)
     await db.open()
     await db.migrate()
     client = make_client(fake)

@@ -16,8 +16,8 @@ from bot.policy import (
     model_allowed,
     valid_pattern,
 )
-from bot.store.database import Database
 from bot.store.guilds import GuildRepo
+from bot.store.sqlite import SqliteDatabase
 from tests.conftest import fixture_json
 
 MODELS = [ModelInfo.from_wire(m) for m in fixture_json("models-sample.json")["data"]] + [
@@ -49,7 +49,7 @@ def test_pattern_validation() -> None:
 
 @pytest.fixture
 async def policy(tmp_path: Path):
-    db = Database(tmp_path / "p.sqlite3")
+    db = SqliteDatabase(tmp_path / "p.sqlite3")
     await db.open()
     await db.migrate()
 

@@ -1,10 +1,13 @@
-"""Quotas against a real SQLite file: reservations, settlement, concurrency, month rollover."""
+"""Quotas against a real SQLite file and a real PostgreSQL database: reservations, settlement, concurrency
+(within a process and between two), month rollover."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
-from collections.abc import AsyncIterator
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +17,8 @@ import pytest
 from bot.money import from_nusd, to_nusd
 from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation, month_key, next_reset, reset_text
 from bot.states import CostSource
-from bot.store.database import Database
+from bot.store.connect import database_for
+from bot.store.database import Database, load_migrations
 from bot.store.guilds import GuildRepo
 from bot.store.spend import SpendRepo
 
@@ -31,12 +35,9 @@ class Clock:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "q.sqlite3")
-    await database.open()
-    await database.migrate()
-    yield database
-    await database.close()
+def db(migrated_db: Database) -> Database:
+    """Each test runs on both backends: an SQLite file and a PostgreSQL database (tests/conftest.py)."""
+    return migrated_db
 
 
 def service(db: Database, clock: Clock, guild: str | None = "10", member: str | None = "2") -> QuotaService:
@@ -144,6 +145,59 @@ async def test_fifty_requests_at_once_never_pass_the_quota(db: Database, worst_c
     assert tuple(await db.fetchone("SELECT COUNT(*) FROM reservations WHERE settled_at IS NULL")) == (0,)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def start_worker(database_url: str, first_user: int, cwd: Path) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DISCORD_", "OPENROUTER_", "DATABASE_", "DEFAULT_"))}
+    env |= {"PYTHONPATH": str(ROOT), "DATABASE_URL": database_url,
+            "DISCORD_TOKEN": "t", "OPENROUTER_API_KEY": "sk-or-v1-test", "DEFAULT_GUILD_MONTHLY_QUOTA_USD": "0.05",
+            "DEFAULT_MEMBER_MONTHLY_QUOTA_USD": "1000"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.quota_worker", str(first_user), "25", cwd=cwd, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def worker_says(proc: asyncio.subprocess.Process, word: str) -> str:
+    assert proc.stdout is not None and proc.stderr is not None
+    async with asyncio.timeout(60):
+        while line := (await proc.stdout.readline()).decode():
+            if line.startswith(word):
+                return line[len(word):].strip()
+        raise AssertionError(f"the worker ended without {word!r}: {(await proc.stderr.read()).decode()[-2000:]}")
+
+
+async def test_two_processes_reserving_at_once_never_pass_the_quota(database_url: str, tmp_path: Path) -> None:
+    """Two bot processes (the real Services and core, tests/quota_worker.py) on one database make 25
+    requests each at the same moment against one server's $0.05: what is held and settled never passes it.
+    Both also migrate the new database at once."""
+    workers = [await start_worker(database_url, first, tmp_path) for first in (1, 1001)]
+    try:
+        for worker in workers:
+            await worker_says(worker, "ready")
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(b"go\n")
+            await worker.stdin.drain()
+        reports = [json.loads(await worker_says(worker, "result")) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+            await worker.wait()
+    settled = sum(Decimal(amount) for report in reports for amount in report["settled"])
+    assert settled and all(report["refused"] for report in reports), reports  # each saw the budget used up
+    assert sum(len(r["settled"]) + r["refused"] for r in reports) == 50
+    async with database_for(database_url) as db:
+        spent, reserved, requests = tuple(await db.fetchone(
+            "SELECT SUM(spent_nusd), SUM(reserved_nusd), SUM(requests) FROM spend_totals "
+            "WHERE guild_id = 1 AND user_id = 0"))
+        assert (int(reserved), int(requests)) == (0, sum(len(r["settled"]) for r in reports))
+        assert from_nusd(int(spent)) == settled <= Decimal("0.05")
+        assert (await db.fetchone("SELECT COUNT(*) FROM schema_migrations"))[0] == len(load_migrations())
+
+
 async def test_month_rollover_starts_a_fresh_budget(db: Database) -> None:
     await set_quota(db, 1, "guild_quota_nusd", "0.01")
     clock = Clock(NOV)
@@ -191,9 +245,10 @@ async def test_usage_report_uses_running_totals(db: Database) -> None:
     assert report.top_models == [("b/y", Decimal("0.6"), 2), ("a/x", Decimal("0.2"), 1)]
     plain = await quotas.usage(1, 7, details=False)
     assert plain.top_members == [] and plain.top_models == []
-    plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT spent_nusd FROM spend_totals "
-                             "WHERE guild_id = 1 AND month = '2026-11' AND user_id = 7")
-    assert "USING INDEX" in " ".join(str(tuple(r)) for r in plan) or "PRIMARY KEY" in str([tuple(r) for r in plan])
+    if db.dialect == "sqlite":
+        plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT spent_nusd FROM spend_totals "
+                                 "WHERE guild_id = 1 AND month = '2026-11' AND user_id = 7")
+        assert "USING INDEX" in " ".join(str(tuple(r)) for r in plan) or "PRIMARY KEY" in str([tuple(r) for r in plan])
 
 
 async def test_a_cost_above_its_hold_is_counted_and_shown_to_moderators(db: Database) -> None:

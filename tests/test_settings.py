@@ -85,3 +85,20 @@ def test_empty_secret_is_refused(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DISCORD_TOKEN=\nOPENROUTER_API_KEY=k\n")
     with pytest.raises(SettingsError, match="DISCORD_TOKEN is invalid"):
         load_settings()
+
+
+def test_the_database_is_sqlite_at_database_path_unless_database_url_says_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in REQUIRED.items():
+        monkeypatch.setenv(k, v)
+    assert load_settings().database_location == "sqlite:///data/bot.sqlite3"
+    monkeypatch.setenv("DATABASE_PATH", "/data/bot.sqlite3")
+    monkeypatch.setenv("DATABASE_URL", "")
+    assert load_settings().database_location == "sqlite:////data/bot.sqlite3"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:hunter2@db:5432/bot")
+    settings = load_settings()
+    assert settings.database_location == "postgresql://bot:hunter2@db:5432/bot"
+    assert "hunter2" not in repr(settings)
+    monkeypatch.setenv("DATABASE_URL", "mysql://bot@db/bot")
+    with pytest.raises(SettingsError, match=r"DATABASE_URL is invalid: .*sqlite:///path/to/file or postgresql://"):
+        load_settings()

@@ -1,4 +1,4 @@
-"""The SQLite store: one connection owner, migrations, and every SQL statement the bot runs."""
+"""The store: one database owner (SQLite or PostgreSQL), migrations, and every SQL statement the bot runs."""
 
 from bot.store.database import Database, MigrationError
 

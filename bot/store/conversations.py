@@ -6,10 +6,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import aiosqlite
-
 from bot.states import AttachmentKind, TurnStatus
-from bot.store.database import Database
+from bot.store.database import Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +23,7 @@ class Conversation:
     home_channel_id: int | None = None  # the server channel whose settings it follows (a thread's parent)
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Conversation:
+    def from_row(cls, row: Row) -> Conversation:
         return cls(row["id"], row["guild_id"], row["channel_id"], row["thread_id"], row["owner_id"], row["model"],
                    row["title"], bool(row["trim_notified"]), row["home_channel_id"])
 
@@ -63,7 +61,7 @@ class Turn:
     author_name: str | None = None  # the member's display name when they wrote (user turns)
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Turn:
+    def from_row(cls, row: Row) -> Turn:
         return cls(
             id=row["id"], conversation_id=row["conversation_id"], role=row["role"], reply_to=row["reply_to"],
             author_id=row["author_id"], content=row["content"], reasoning=row["reasoning"],
@@ -112,7 +110,7 @@ class ConversationRepo:
 
     async def create(self, *, guild_id: int | None, channel_id: int, owner_id: int, model: str, title: str,
                      thread_id: int | None = None, home_channel_id: int | None = None) -> Conversation:
-        conv_id = await self.db.execute(
+        conv_id = await self.db.insert(
             "INSERT INTO conversations (guild_id, channel_id, thread_id, owner_id, model, title, home_channel_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (guild_id, channel_id, thread_id, owner_id, model, title, home_channel_id),
@@ -140,7 +138,7 @@ class ConversationRepo:
 
     async def set_model(self, conversation_id: int, model: str) -> None:
         await self.db.execute(
-            "UPDATE conversations SET model = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+            "UPDATE conversations SET model = ?, updated_at = now_utc() WHERE id = ?",
             (model, conversation_id))
 
     async def mark_trim_notified(self, conversation_id: int) -> None:
@@ -152,7 +150,7 @@ class ConversationRepo:
                             message_id: int | None, channel_id: int | None,
                             attachments: Sequence[StoredAttachment] = (), author_name: str | None = None) -> Turn:
         async with self.db.transaction() as tx:
-            turn_id = await tx.execute(
+            turn_id = await tx.insert(
                 "INSERT INTO turns (conversation_id, role, author_id, author_name, content, discord_message_id, "
                 "discord_channel_id) VALUES (?, 'user', ?, ?, ?, ?, ?)",
                 (conversation_id, author_id, author_name, content, message_id, channel_id),
@@ -163,7 +161,7 @@ class ConversationRepo:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (turn_id, a.filename, a.mime, a.kind, a.size, a.data, a.text),
                 )
-            await tx.execute("UPDATE conversations SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+            await tx.execute("UPDATE conversations SET updated_at = now_utc() "
                              "WHERE id = ?", (conversation_id,))
         return Turn(turn_id, conversation_id, "user", None, author_id, content, None, TurnStatus.COMPLETE, None,
                     message_id, [message_id] if message_id else [], channel_id, attachments=list(attachments),
@@ -171,7 +169,7 @@ class ConversationRepo:
 
     async def start_answer(self, conversation_id: int, *, reply_to: int, model: str,
                            message_ids: Sequence[int], channel_id: int | None) -> int:
-        return await self.db.execute(
+        return await self.db.insert(
             "INSERT INTO turns (conversation_id, role, reply_to, model, status, discord_message_id, "
             "discord_message_ids, discord_channel_id, shown) VALUES (?, 'assistant', ?, ?, 'streaming', ?, ?, ?, 0)",
             (conversation_id, reply_to, model, message_ids[0] if message_ids else None, json.dumps(list(message_ids)),
@@ -206,7 +204,7 @@ class ConversationRepo:
             "reasoning = CASE WHEN deleted_at IS NULL THEN ? END, status = ?, error = ?, model = COALESCE(?, model), "
             "provider = ?, generation_id = ?, finish_reason = ?, native_finish_reason = ?, prompt_tokens = ?, "
             "completion_tokens = ?, reasoning_tokens = ?, cost_nusd = ?, "
-            "completed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+            "completed_at = now_utc() WHERE id = ?",
             (record.content, record.reasoning, record.status, record.error, record.model, record.provider,
              record.generation_id, record.finish_reason, record.native_finish_reason, record.prompt_tokens,
              record.completion_tokens, record.reasoning_tokens, record.cost_nusd, turn_id),
@@ -254,11 +252,11 @@ class ConversationRepo:
                 await tx.execute(
                     "DELETE FROM attachments WHERE turn_id IN "
                     "(SELECT id FROM turns WHERE discord_message_id = ? AND deleted_at IS NULL)", (message_id,))
-                changed += await tx.execute_rowcount(
-                    "UPDATE turns SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), content = '', "
+                changed += await tx.execute(
+                    "UPDATE turns SET deleted_at = now_utc(), content = '', "
                     "reasoning = NULL WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
-        if changed:  # the old text may still sit in the write-ahead log: copy it out and empty it
-            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if changed:  # the old text may still sit in the backend's log or old row versions
+            await self.db.forget_erased()
         return changed
 
     async def streaming_turns(self) -> list[Turn]:

@@ -1,37 +1,63 @@
-"""The one owner of the SQLite connection, and the migration runner.
+"""The database interface the repositories use, and what both backends share: errors, durable writes,
+the migration files.
+
+There are two backends: SQLite through aiosqlite (bot/store/sqlite.py, the default) and PostgreSQL
+through an asyncpg pool (bot/store/postgres.py); `bot.store.connect.open_database` picks one from
+`DATABASE_URL`. Repositories write each statement once, in the dialect both accept, with `?` (or
+`:name`) placeholders and `now_utc()` for the current time as an ISO-8601 UTC string such as
+`2026-12-02T14:00:11.123Z` (a function each backend provides); the PostgreSQL backend numbers the
+placeholders. A new row's id comes from `insert` (`RETURNING id` on both).
 
 Migrations are plain numbered SQL files (`NNNN_name.sql`). They live in the repository's top-level
 `migrations/` folder and are shipped inside the wheel as `bot/_migrations`, so the bot finds them
-wherever it is started from. Each is applied in its own transaction and recorded in
-`schema_migrations`; a database that has migrations this code does not know is refused.
+wherever it is started from. A step whose SQL differs on PostgreSQL has its own file of the same name
+in `migrations/postgres/`; a step without one is portable SQL and runs on both. Each step is applied
+in its own transaction and recorded in `schema_migrations`; a database that has migrations this code
+does not know is refused.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
-import aiosqlite
+import asyncpg
 
-from bot.logs import get_logger
 from bot.retry import call_with_retries
 
-log = get_logger(__name__)
 T = TypeVar("T")
+Dialect = Literal["sqlite", "postgres"]
+Params = tuple[Any, ...] | dict[str, Any]
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-# What a statement raises when the database cannot take it right now: locked by another process past
-# the busy timeout, a full disk, an I/O error. Callers that must not lose data retry on these.
-STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+# What a statement raises when the database cannot take it right now: SQLite locked by another process
+# past the busy timeout, a full disk, an I/O error; PostgreSQL's connection lost or refused, a deadlock or
+# serialization failure, the server out of connections or disk, or shutting down. Callers that must not
+# lose data retry on these (every write they retry is safe to run twice).
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.Error, OSError,
+    asyncpg.PostgresConnectionError, asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+class Row(Protocol):
+    """A result row of either backend: by column name or position, or as a tuple of its values."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +82,10 @@ class MigrationError(Exception):
     """The database cannot be brought to the schema this code expects."""
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened: no such file or folder, server down, wrong password, no such database."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -74,8 +104,7 @@ def migrations_dir() -> Path:
     raise MigrationError("cannot find the migrations folder (looked in the bot package and the source tree)")
 
 
-def load_migrations(folder: Path | None = None) -> list[Migration]:
-    folder = folder or migrations_dir()
+def _read_folder(folder: Path) -> list[Migration]:
     found: list[Migration] = []
     for path in sorted(folder.iterdir()):
         if path.suffix != ".sql":
@@ -84,163 +113,92 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
         if not match:
             raise MigrationError(f"migration file {path.name!r} is not named NNNN_name.sql")
         found.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
+    return found
+
+
+def load_migrations(folder: Path | None = None, dialect: Dialect = "sqlite") -> list[Migration]:
+    """The steps in order: `folder/NNNN_name.sql`, where PostgreSQL takes `folder/postgres/NNNN_name.sql`
+    instead when that file exists. Each PostgreSQL file must match a step by version and name."""
+    folder = folder or migrations_dir()
+    found = _read_folder(folder)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise MigrationError("two migration files share a version number")
     if versions != list(range(1, len(versions) + 1)):
         raise MigrationError(f"migration versions must run 1, 2, 3… without gaps, found {versions}")
-    return found
+    variants = _read_folder(folder / "postgres") if (folder / "postgres").is_dir() else []
+    steps = {(m.version, m.name) for m in found}
+    for variant in variants:
+        if (variant.version, variant.name) not in steps:
+            raise MigrationError(f"postgres/{variant.version:04d}_{variant.name}.sql matches no migration of "
+                                 "the same version and name")
+    if dialect == "sqlite":
+        return found
+    replaced = {m.version: m for m in variants}
+    return [replaced.get(m.version, m) for m in found]
 
 
-class Database:
-    """Owns the process's single aiosqlite connection.
+def check_not_newer(current: int, migrations: list[Migration], where: str) -> None:
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise MigrationError(
+            f"the database at {where} is at schema version {current}, newer than this code "
+            f"knows ({latest}); upgrade the bot or restore a matching backup"
+        )
 
-    The connection runs in autocommit mode; `transaction()` opens an explicit `BEGIN IMMEDIATE`
-    so that read-then-write sequences (quota reservations) are atomic. Every statement outside a
-    transaction waits for the one in progress to end.
+
+class Database(ABC):
+    """The one owner of the process's database connection(s).
+
+    Statements outside `transaction()` run alone and see only committed rows; inside it, the calling
+    task's statements (on this object, or the object the block yields) run in that transaction, which
+    is rolled back on any exception, cancellation included. Reservations rely on it: see store/spend.py.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
-        self.path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
-        self._conn: aiosqlite.Connection | None = None
-        # One connection is shared by every task: statements and transactions take turns, so a
-        # rollback in one task can never discard a statement another task ran meanwhile, and a read
-        # never sees another task's uncommitted rows.
-        self._lock = asyncio.Lock()
-        self._tx_owner: asyncio.Task[Any] | None = None
+    dialect: Dialect
 
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise RuntimeError("the database is not open")
-        return self._conn
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the data is, for people: a path, or a URL without its password."""
 
-    async def open(self) -> None:
-        if self._conn is not None:
-            return
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        await conn.execute("PRAGMA secure_delete = ON")  # erased text is overwritten, not left in free pages
-        self._conn = conn
+    @abstractmethod
+    async def open(self) -> None: ...
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
+    @abstractmethod
+    async def close(self) -> None: ...
 
-    async def __aenter__(self) -> Database:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _in_own_transaction(self) -> bool:
-        return self._tx_owner is not None and self._tx_owner is asyncio.current_task()
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Database]:
+        """A transaction; transactions do not nest."""
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Database]:
-        """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on any exception (including cancellation).
+    @abstractmethod
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
 
-        Inside the block, `execute`/`fetchone`/`fetchall` on this object run in the transaction.
-        """
-        if self._in_own_transaction():
-            raise RuntimeError("transactions do not nest")
-        async with self._lock:
-            conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            self._tx_owner = asyncio.current_task()
-            try:
-                yield self
-            except BaseException:
-                await asyncio.shield(conn.execute("ROLLBACK"))
-                raise
-            else:
-                await asyncio.shield(conn.execute("COMMIT"))
-            finally:
-                self._tx_owner = None
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
 
-    @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, for one statement: inside this task's own transaction at once, else after
-        any other task's transaction has ended, so nobody reads rows that may yet be rolled back."""
-        if self._in_own_transaction():
-            yield self.conn
-            return
-        async with self._lock:
-            yield self.conn
-
-    async def fetchone(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> aiosqlite.Row | None:
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
-            return row
-
-    async def fetchall(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
-
-    async def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
-        """Run one write statement; return the last inserted row id."""
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            return int(cursor.lastrowid or 0)
-
-    async def execute_rowcount(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> int:
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one write statement; return how many rows it changed."""
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            return int(cursor.rowcount)
 
-    # -- migrations ---------------------------------------------------------------------------
+    @abstractmethod
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        """Run one INSERT of one row into a table with an `id` column; return the new row's id."""
 
-    async def schema_version(self) -> int:
-        await self._ensure_migrations_table()
-        row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        return int(row["v"]) if row else 0
+    @abstractmethod
+    async def forget_erased(self) -> None:
+        """Rows were erased: make the backend drop copies of their old contents it still keeps."""
 
-    async def _ensure_migrations_table(self) -> None:
-        await self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL,"
-            " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
-            ")"
-        )
+    @abstractmethod
+    async def schema_version(self) -> int: ...
 
+    @abstractmethod
     async def migrate(self, migrations: list[Migration] | None = None) -> list[int]:
         """Apply every migration not yet recorded, in order. Returns the versions applied."""
-        migrations = load_migrations() if migrations is None else migrations
-        current = await self.schema_version()
-        latest = migrations[-1].version if migrations else 0
-        if current > latest:
-            raise MigrationError(
-                f"the database at {self.path} is at schema version {current}, newer than this code "
-                f"knows ({latest}); upgrade the bot or restore a matching backup"
-            )
-        applied: list[int] = []
-        for migration in migrations:
-            if migration.version <= current:
-                continue
-            script = (
-                "BEGIN IMMEDIATE;\n"
-                f"{migration.sql}\n;\n"
-                f"INSERT INTO schema_migrations (version, name) VALUES ({migration.version}, "
-                f"'{migration.name}');\nCOMMIT;"
-            )
-            try:
-                async with self._lock:
-                    await self.conn.executescript(script)
-            except Exception as exc:
-                if self.conn.in_transaction:
-                    await self.conn.execute("ROLLBACK")
-                raise MigrationError(
-                    f"migration {migration.version:04d}_{migration.name} failed: {exc}"
-                ) from exc
-            log.info("migration applied", version=migration.version, name=migration.name)
-            applied.append(migration.version)
-        return applied

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import aiosqlite
-
-from bot.store.database import Database
+from bot.store.database import Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +20,7 @@ class GuildSettings:
     member_quota_nusd: int | None = None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> GuildSettings:
+    def from_row(cls, row: Row) -> GuildSettings:
         return cls(row["guild_id"], row["default_model"], row["system_prompt"], row["provider_sort"],
                    bool(row["deny_data_collection"]), bool(row["allow_fallbacks"]), row["guild_quota_nusd"],
                    row["member_quota_nusd"])
@@ -63,7 +61,7 @@ class ChannelSettings:
     off: bool = False
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> ChannelSettings:
+    def from_row(cls, row: Row) -> ChannelSettings:
         return cls(row["channel_id"], row["system_prompt"], row["default_model"], bool(row["off"]))
 
     @property
@@ -123,7 +121,7 @@ class GuildRepo:
                              (guild_id,))
             await tx.execute(
                 f"UPDATE guild_settings SET {column} = ?, "  # column is from the fixed set above
-                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE guild_id = ?", (value, guild_id))
+                "updated_at = now_utc() WHERE guild_id = ?", (value, guild_id))
             await self._audit(tx, guild_id, actor_id, action, old_text, new_text)
 
     async def set_channel(self, guild_id: int, channel_id: int, column: ChannelSetting, value: object, *,

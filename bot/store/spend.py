@@ -1,7 +1,11 @@
 """Every SQL statement about spending: running totals, reservations and their settlement.
 
-Reservations and settlements run in `BEGIN IMMEDIATE` transactions, so concurrent requests see each
-other's holds and the settled total cannot pass a quota.
+A reservation reads what is left and writes its hold in one transaction that first claims the
+server's own row for the month (an upsert that changes nothing). On SQLite the transaction is already
+alone (`BEGIN IMMEDIATE` holds the file's write lock); on PostgreSQL the claim row-locks that row until
+commit, so reservations and settlements for the same server take turns, across processes too, and each
+one reads the totals as the one before left them. So concurrent requests see each other's holds and the
+settled total cannot pass a quota. Rows are always locked server row first, then the member's.
 """
 
 from __future__ import annotations
@@ -94,6 +98,10 @@ class SpendRepo:
         if user_id == GUILD_ROW:
             raise ValueError("user id 0 is reserved for a server's own total")
         async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO spend_totals (guild_id, month, user_id) VALUES (?, ?, ?) ON CONFLICT "
+                "(guild_id, month, user_id) DO UPDATE SET requests = spend_totals.requests",  # takes the row lock
+                (guild_id, month, GUILD_ROW))
             guild = await self._totals(tx, guild_id, month, GUILD_ROW)
             member = await self._totals(tx, guild_id, month, user_id)
             left: list[tuple[str, int, int, int]] = []  # (scope, available, spent, quota)
@@ -109,13 +117,14 @@ class SpendRepo:
             if amount is None or (available is not None and amount > available):
                 assert tightest is not None
                 return Short(tightest[0], tightest[2], tightest[3])
-            reservation_id = await tx.execute(
+            reservation_id = await tx.insert(
                 "INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd) VALUES (?, ?, ?, ?, ?)",
                 (guild_id, user_id, month, model, amount))
             for uid in (GUILD_ROW, user_id):
                 await tx.execute(
                     "INSERT INTO spend_totals (guild_id, month, user_id, reserved_nusd) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (guild_id, month, user_id) DO UPDATE SET reserved_nusd = reserved_nusd + ?",
+                    "ON CONFLICT (guild_id, month, user_id) "
+                    "DO UPDATE SET reserved_nusd = spend_totals.reserved_nusd + ?",
                     (guild_id, month, uid, amount, amount))
             return Held(reservation_id, amount, available)
 
@@ -134,7 +143,7 @@ class SpendRepo:
             guild_id, user_id, month, reserved_model, amount = tuple(row)
             await tx.execute(
                 "UPDATE reservations SET settled_nusd = ?, settled_from = ?, "
-                "settled_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                "settled_at = now_utc() WHERE id = ?",
                 (actual_nusd, source, reservation_id))
             for uid in (GUILD_ROW, user_id):
                 await tx.execute(
@@ -143,8 +152,8 @@ class SpendRepo:
                     (amount, actual_nusd, guild_id, month, uid))
             await tx.execute(
                 "INSERT INTO model_spend (guild_id, month, model, spent_nusd, requests) VALUES (?, ?, ?, ?, 1) "
-                "ON CONFLICT (guild_id, month, model) DO UPDATE SET spent_nusd = spent_nusd + ?, "
-                "requests = requests + 1",
+                "ON CONFLICT (guild_id, month, model) DO UPDATE SET spent_nusd = model_spend.spent_nusd + ?, "
+                "requests = model_spend.requests + 1",
                 (guild_id, month, model or reserved_model, actual_nusd, actual_nusd))
             guild = await self._totals(tx, guild_id, month, GUILD_ROW)
             member = await self._totals(tx, guild_id, month, user_id)
@@ -157,7 +166,7 @@ class SpendRepo:
         row = await self.db.fetchone(
             "SELECT COUNT(*), COALESCE(SUM(settled_nusd - amount_nusd), 0) FROM reservations "
             "WHERE guild_id = ? AND month = ? AND settled_nusd > amount_nusd", (guild_id, month))
-        return (row[0], row[1]) if row else (0, 0)
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def open_reservations(self) -> list[OpenReservation]:
         rows = await self.db.fetchall(

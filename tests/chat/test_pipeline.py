@@ -1,5 +1,5 @@
 """The answer pipeline end to end through the core (plan → hold → stream → settle → record), with real
-SQLite and the local OpenRouter server: where each settled cost comes from."""
+SQLite and PostgreSQL and the local OpenRouter server: where each settled cost comes from."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import json
 import sqlite3
 from decimal import Decimal
 
+import asyncpg
 import pytest
 
 from bot.chat.speakers import GROUP_NOTE
 from bot.chat.view import AnswerOutcome
 from bot.money import to_nusd
 from bot.store.guilds import GuildRepo
+from bot.store.postgres import PostgresDatabase
 from tests.core_harness import CoreParts, RecordingView
 from tests.fakes.openrouter_server import JSONReply, SSEReply
 from tests.openrouter.conftest import API_KEY
+from tests.postgres import Postgres, PostgresServer
 
 
 async def ask(parts: CoreParts, text: str = "Hello there") -> tuple[RecordingView, int]:
@@ -94,6 +97,7 @@ async def ask_in_background(parts: CoreParts) -> tuple[asyncio.Task[AnswerOutcom
     return asking, view
 
 
+@pytest.mark.sqlite_only
 async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(
         parts: CoreParts) -> None:
     """Another process holds SQLite's write lock past the busy timeout while the answer ends: the
@@ -114,6 +118,66 @@ async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_l
     assert source == "usage" and actual == to_nusd(outcome.cost) <= amount  # type: ignore[arg-type]
     row = await parts.db.fetchone("SELECT status, content FROM turns WHERE id = ?", (turn_id,))
     assert tuple(row) == ("complete", "word " * 20)
+
+
+@pytest.mark.postgres_only
+async def test_a_postgresql_server_down_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(
+        parts: CoreParts, postgres: Postgres) -> None:
+    """The PostgreSQL server stops (every connection cut) while the answer ends and comes back 1.5 s later:
+    the settlement and the record are retried on asyncpg's connection errors and land."""
+    if not isinstance(postgres, PostgresServer):
+        pytest.skip("stopping the server needs one of the tests' own")
+    parts.fake.tokens_per_second = 50
+    parts.fake.reply_text = "word " * 20
+    asking, view = await ask_in_background(parts)
+    await asyncio.to_thread(postgres.halt)
+    try:
+        await asyncio.sleep(1.5)
+        assert not asking.done()  # the answer's end waits for the database
+    finally:
+        await asyncio.to_thread(postgres.resume)
+    outcome = await asyncio.wait_for(asking, 30)
+    assert outcome.status == "complete" and view.outcome is outcome and outcome.content == "word " * 20
+    [(amount, actual, source, turn_id)] = await settled(parts)
+    assert source == "usage" and actual == to_nusd(outcome.cost) <= amount  # type: ignore[arg-type]
+    row = await parts.db.fetchone("SELECT status, content, shown FROM turns WHERE id = ?", (turn_id,))
+    assert tuple(row) == ("complete", "word " * 20, 1)
+
+
+async def backend_waiting_for_a_lock(conn: asyncpg.Connection) -> int:
+    for _ in range(500):
+        pid = await conn.fetchval("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND pid <> pg_backend_pid()")
+        if pid:
+            return int(pid)
+        await asyncio.sleep(0.02)
+    raise AssertionError("no connection waited for the lock")
+
+
+@pytest.mark.postgres_only
+async def test_a_postgresql_connection_cut_in_a_settlement_is_retried_and_lands(parts: CoreParts) -> None:
+    """Another session row-locks the totals; the settlement waits on the lock and its connection is then
+    terminated by the server (as a failover or an operator would): the settlement is retried on a new
+    connection and lands once the lock is released."""
+    assert isinstance(parts.db, PostgresDatabase)
+    parts.fake.tokens_per_second = 40
+    parts.fake.reply_text = "word " * 40  # about a second: the lock is taken before the answer ends
+    blocker = await asyncpg.connect(parts.db.url)
+    try:
+        asking, view = await ask_in_background(parts)
+        await blocker.execute("BEGIN; SELECT * FROM spend_totals FOR UPDATE")
+        waiting = await backend_waiting_for_a_lock(blocker)
+        assert await blocker.fetchval("SELECT pg_terminate_backend($1)", waiting)
+        await asyncio.sleep(0.3)
+        assert not asking.done()
+        await blocker.execute("ROLLBACK")
+    finally:
+        await blocker.close()
+    outcome = await asyncio.wait_for(asking, 30)
+    assert outcome.status == "complete" and view.outcome is outcome and outcome.content == "word " * 40
+    [(amount, actual, source, turn_id)] = await settled(parts)
+    assert source == "usage" and actual == to_nusd(outcome.cost) <= amount  # type: ignore[arg-type]
+    assert (await parts.db.fetchone("SELECT status FROM turns WHERE id = ?", (turn_id,)))[0] == "complete"
 
 
 def frames_with_cost(gen_id: str, cost: str) -> list[bytes]:
@@ -157,6 +221,7 @@ async def test_an_upstream_error_that_repeats_the_key_is_scrubbed_before_it_is_s
     assert error.startswith("BadRequest: ") and API_KEY not in error
 
 
+@pytest.mark.sqlite_only
 async def test_a_full_disk_at_the_end_of_an_answer_delays_its_record_but_loses_nothing(parts: CoreParts) -> None:
     """The database cannot grow (SQLite's 'database or disk is full', made here with max_page_count)
     while a long answer ends: the settlement and the record land once there is room again."""

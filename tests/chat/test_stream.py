@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from bot.chat.active import ActiveAnswer
 from bot.chat.plan import AnswerPlan
 from bot.chat.stream import Streamed
@@ -81,6 +83,7 @@ async def test_a_cancelled_caller_gets_an_interrupted_answer_to_store(parts: Cor
     assert streamed.completion.content
 
 
+@pytest.mark.sqlite_only
 async def test_progress_saves_are_best_effort_when_another_process_holds_the_database(parts: CoreParts) -> None:
     import sqlite3
 

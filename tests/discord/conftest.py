@@ -13,6 +13,7 @@ import pytest
 from bot.runner import run
 from bot.settings import Settings
 from bot.store.database import Database
+from bot.store.sqlite import SqliteDatabase
 from tests.fakes.discord import FakeDiscord, Msg
 from tests.fakes.openrouter_server import FakeOpenRouter
 
@@ -65,7 +66,7 @@ class Harness:
         return status
 
     async def db(self) -> Database:
-        db = Database(self.db_path)
+        db = SqliteDatabase(self.db_path)
         await db.open()
         return db
 

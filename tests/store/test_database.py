@@ -1,16 +1,31 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from bot.store.connect import database_for
 from bot.store.database import Database, Migration, MigrationError, load_migrations, migrations_dir
+from bot.store.postgres import PostgresDatabase, numbered, without_password
+from bot.store.sqlite import SqliteDatabase
+from tests.postgres import Postgres
+
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
+
+
+async def tables(db: Database) -> set[str]:
+    if db.dialect == "sqlite":
+        return {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+    rows = await db.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    return {r["tablename"] for r in rows}
 
 
 async def test_fresh_database_is_migrated_in_wal_with_foreign_keys(db_path: Path) -> None:
-    async with Database(db_path) as db:
+    async with SqliteDatabase(db_path) as db:
         applied = await db.migrate()
         assert applied == [m.version for m in load_migrations()]
         assert (await db.fetchone("PRAGMA journal_mode"))[0] == "wal"
@@ -18,37 +33,54 @@ async def test_fresh_database_is_migrated_in_wal_with_foreign_keys(db_path: Path
         assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000
         rows = await db.fetchall("SELECT version, name FROM schema_migrations ORDER BY version")
         assert [r["version"] for r in rows] == applied
-        tables = {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"conversations", "turns", "attachments"} <= tables
+        assert {"conversations", "turns", "attachments"} <= await tables(db)
 
 
-async def test_running_twice_changes_nothing(db_path: Path) -> None:
-    async with Database(db_path) as db:
+async def test_a_fresh_postgres_database_is_migrated_with_bigint_snowflakes(postgres: Postgres) -> None:
+    async with database_for(await postgres.fresh_url()) as db:
+        assert await db.migrate() == [m.version for m in load_migrations(dialect="postgres")]
+        assert {"conversations", "turns", "attachments", "reservations", "schema_migrations"} <= await tables(db)
+        types = {(r[0], r[1]): r[2] for r in await db.fetchall(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema()")}
+        assert types["conversations", "thread_id"] == types["turns", "discord_message_id"] == "bigint"
+        assert types["attachments", "data"] == "bytea"
+        snowflake = 1_312_345_678_901_234_567
+        conv = await db.insert(
+            "INSERT INTO conversations (guild_id, channel_id, owner_id, model) VALUES (?, ?, ?, 'm')",
+            (snowflake, snowflake + 1, snowflake + 2))
+        row = await db.fetchone("SELECT guild_id, created_at, now_utc() FROM conversations WHERE id = ?", (conv,))
+        assert row[0] == snowflake
+        assert len(row[1]) == len("2026-12-02T14:00:11.123Z") and row[1].endswith("Z") and row[1] <= row[2]
+
+
+async def test_running_twice_changes_nothing(database_url: str) -> None:
+    async with database_for(database_url) as db:
         await db.migrate()
         before = await db.fetchall("SELECT * FROM schema_migrations")
-    async with Database(db_path) as db:
+    async with database_for(database_url) as db:
         assert await db.migrate() == []
         after = await db.fetchall("SELECT * FROM schema_migrations")
     assert [tuple(r) for r in before] == [tuple(r) for r in after]
 
 
-async def test_newer_database_is_refused(db_path: Path) -> None:
-    async with Database(db_path) as db:
+async def test_newer_database_is_refused(database_url: str) -> None:
+    async with database_for(database_url) as db:
         await db.migrate()
         await db.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'from_the_future')")
-    async with Database(db_path) as db:
+    async with database_for(database_url) as db:
         with pytest.raises(MigrationError, match="newer than this code"):
             await db.migrate()
 
 
-async def test_failed_migration_is_rolled_back_and_not_recorded(db_path: Path) -> None:
+async def test_failed_migration_is_rolled_back_and_not_recorded(database_url: str) -> None:
     good = Migration(1, "good", "CREATE TABLE a (x INTEGER);")
     bad = Migration(2, "bad", "CREATE TABLE b (x INTEGER); INSERT INTO nowhere VALUES (1);")
-    async with Database(db_path) as db:
+    async with database_for(database_url) as db:
         with pytest.raises(MigrationError, match=r"0002_bad failed"):
             await db.migrate([good, bad])
         assert await db.schema_version() == 1
-        names = {r["name"] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+        names = await tables(db)
         assert "a" in names and "b" not in names
         # the connection is usable afterwards
         await db.execute("INSERT INTO a VALUES (1)")
@@ -71,8 +103,8 @@ def test_misnamed_or_gapped_migrations_are_refused(tmp_path: Path) -> None:
         load_migrations(tmp_path)
 
 
-async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(db_path: Path) -> None:
-    async with Database(db_path) as db:
+async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(database_url: str) -> None:
+    async with database_for(database_url) as db:
         await db.execute("CREATE TABLE t (x INTEGER)")
         started = asyncio.Event()
 
@@ -92,10 +124,11 @@ async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(db
         assert [r[0] for r in await db.fetchall("SELECT x FROM t")] == [2]
 
 
-async def test_a_read_never_sees_another_tasks_uncommitted_rows(db_path: Path) -> None:
-    """A read from one task while another task's transaction is open waits for it to end: it sees
-    the rows only if they were committed, never rows that are then rolled back."""
-    async with Database(db_path) as db:
+async def test_a_read_never_sees_another_tasks_uncommitted_rows(database_url: str) -> None:
+    """A read from one task while another task's transaction is open sees the rows only if they were
+    committed, never rows that are then rolled back: on SQLite (one connection) it waits for the
+    transaction to end; on PostgreSQL it runs on another connection and sees what was committed."""
+    async with database_for(database_url) as db:
         await db.migrate()
         inserted = asyncio.Event()
         release = asyncio.Event()
@@ -118,7 +151,10 @@ async def test_a_read_never_sees_another_tasks_uncommitted_rows(db_path: Path) -
         reading = asyncio.create_task(reader())
         await inserted.wait()
         await asyncio.sleep(0.05)
-        assert not reading.done(), "the read ran inside another task's open transaction"
+        if db.dialect == "sqlite":
+            assert not reading.done(), "the read ran inside another task's open transaction"
+        else:
+            assert reading.done() and seen == [0]
         release.set()
         await asyncio.gather(writing, reading)
         assert seen == [0]
@@ -142,38 +178,37 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("bot/_migrations/"))
-    assert shipped == sorted(f"bot/_migrations/{p.name}" for p in (root / "migrations").glob("*.sql"))
+    sources = (root / "migrations").rglob("*.sql")
+    assert shipped == sorted(f"bot/_migrations/{p.relative_to(root / 'migrations')}" for p in sources)
+    assert "bot/_migrations/postgres/0001_conversations.sql" in shipped
 
 
-async def test_the_database_knows_every_state_the_code_stores(db_path: Path) -> None:
+async def test_the_database_knows_every_state_the_code_stores(migrated_db: Database) -> None:
     """Each enum value in bot/states.py passes the matching CHECK constraint; anything else is refused."""
-    import sqlite3
-
     from bot.states import AttachmentKind, CostSource, TurnStatus
 
-    async with Database(db_path) as db:
-        await db.migrate()
-        conv = await db.execute("INSERT INTO conversations (channel_id, owner_id, model) VALUES (1, 1, 'm')")
-        for status in TurnStatus:
-            await db.execute("INSERT INTO turns (conversation_id, role, status) VALUES (?, 'assistant', ?)",
-                             (conv, status))
-        turn = await db.execute("INSERT INTO turns (conversation_id, role) VALUES (?, 'user')", (conv,))
-        for kind in AttachmentKind:
-            await db.execute("INSERT INTO attachments (turn_id, filename, mime, kind, size) VALUES (?, 'f', 'x', ?, 1)",
-                             (turn, kind))
-        for source in CostSource:
-            await db.execute("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
-                             "settled_from, settled_at) VALUES (1, 2, '2026-12', 'm', 5, 5, ?, 'now')", (source,))
-        for sql, value in (("INSERT INTO turns (conversation_id, role, status) VALUES (1, 'assistant', ?)", "done"),
-                           ("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
-                            "settled_from, settled_at) VALUES (1, 2, '2026-12', 'm', 5, 5, ?, 'now')", "guess")):
-            with pytest.raises(sqlite3.IntegrityError):
-                await db.execute(sql, (value,))
+    db = migrated_db
+    conv = await db.insert("INSERT INTO conversations (channel_id, owner_id, model) VALUES (1, 1, 'm')")
+    for status in TurnStatus:
+        await db.execute("INSERT INTO turns (conversation_id, role, status) VALUES (?, 'assistant', ?)",
+                         (conv, status))
+    turn = await db.insert("INSERT INTO turns (conversation_id, role) VALUES (?, 'user')", (conv,))
+    for kind in AttachmentKind:
+        await db.execute("INSERT INTO attachments (turn_id, filename, mime, kind, size) VALUES (?, 'f', 'x', ?, 1)",
+                         (turn, kind))
+    for source in CostSource:
+        await db.execute("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
+                         "settled_from, settled_at) VALUES (1, 2, '2026-12', 'm', 5, 5, ?, 'now')", (source,))
+    for sql, value in (("INSERT INTO turns (conversation_id, role, status) VALUES (1, 'assistant', ?)", "done"),
+                       ("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd, settled_nusd, "
+                        "settled_from, settled_at) VALUES (1, 2, '2026-12', 'm', 5, 5, ?, 'now')", "guess")):
+        with pytest.raises(INTEGRITY_ERRORS):
+            await db.execute(sql, (value,))
 
 
-async def test_migration_3_keeps_the_holds_already_recorded(db_path: Path) -> None:
-    migrations = load_migrations()
-    async with Database(db_path) as db:
+async def test_migration_3_keeps_the_holds_already_recorded(database_url: str) -> None:
+    async with database_for(database_url) as db:
+        migrations = load_migrations(dialect=db.dialect)
         await db.migrate(migrations[:2])
         await db.execute("INSERT INTO reservations (guild_id, user_id, month, model, amount_nusd) "
                          "VALUES (1, 2, '2026-11', 'm', 7)")
@@ -183,5 +218,66 @@ async def test_migration_3_keeps_the_holds_already_recorded(db_path: Path) -> No
         rows = [tuple(r) for r in await db.fetchall(
             "SELECT amount_nusd, settled_nusd, settled_from FROM reservations ORDER BY id")]
         assert rows == [(7, None, None), (9, 4, "usage")]
-        plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE settled_at IS NULL")
-        assert any("reservations_open" in str(tuple(r)) for r in plan)
+        with pytest.raises(INTEGRITY_ERRORS):
+            await db.execute("UPDATE reservations SET settled_from = 'guess' WHERE amount_nusd = 9")
+        if db.dialect == "sqlite":
+            plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE settled_at IS NULL")
+            assert any("reservations_open" in str(tuple(r)) for r in plan)
+        else:
+            indexes = {r[0] for r in await db.fetchall(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'reservations' "
+                "AND schemaname = current_schema()")}
+            assert {"reservations_open", "reservations_over_hold"} <= indexes
+
+
+def test_postgres_takes_its_own_file_for_a_step_where_the_dialects_differ(tmp_path: Path) -> None:
+    (tmp_path / "0001_a.sql").write_text("CREATE TABLE a (id INTEGER PRIMARY KEY);")
+    (tmp_path / "0002_b.sql").write_text("CREATE INDEX b ON a (id);")
+    (tmp_path / "postgres").mkdir()
+    (tmp_path / "postgres" / "0001_a.sql").write_text("CREATE TABLE a (id BIGINT PRIMARY KEY);")
+    assert [m.sql for m in load_migrations(tmp_path)] == ["CREATE TABLE a (id INTEGER PRIMARY KEY);",
+                                                           "CREATE INDEX b ON a (id);"]
+    assert [m.sql for m in load_migrations(tmp_path, "postgres")] == ["CREATE TABLE a (id BIGINT PRIMARY KEY);",
+                                                                       "CREATE INDEX b ON a (id);"]
+    (tmp_path / "postgres" / "0002_c.sql").write_text("SELECT 1;")  # a name the step does not have
+    with pytest.raises(MigrationError, match=r"postgres/0002_c\.sql matches no migration"):
+        load_migrations(tmp_path, "postgres")
+
+
+def test_the_shipped_postgres_steps_match_the_sqlite_ones() -> None:
+    sqlite, postgres = load_migrations(), load_migrations(dialect="postgres")
+    assert [(m.version, m.name) for m in sqlite] == [(m.version, m.name) for m in postgres]
+    assert sqlite[0].sql != postgres[0].sql and "BIGINT" in postgres[0].sql
+
+
+async def test_processes_starting_together_migrate_once(postgres: Postgres) -> None:
+    """Two owners (two pools, as two processes would have) migrate one new database at the same moment:
+    the advisory lock lets one apply every step; the other waits and finds nothing left to do."""
+    url = await postgres.fresh_url()
+    first, second = PostgresDatabase(url), PostgresDatabase(url)
+    async with first, second:
+        results = await asyncio.gather(*(db.migrate() for db in (first, second) for _ in range(2)))
+        every = [m.version for m in load_migrations(dialect="postgres")]
+        assert sorted(results, key=len) == [[], [], [], every]
+        assert (await first.fetchone("SELECT COUNT(*) FROM schema_migrations"))[0] == len(every)
+
+
+def test_placeholders_are_numbered_for_postgres_outside_quoted_text() -> None:
+    assert numbered("SELECT ? FROM t WHERE a = ? AND b = 'x?y' AND c = ?::text") == (
+        "SELECT $1 FROM t WHERE a = $2 AND b = 'x?y' AND c = $3::text", ())
+    assert numbered("WHERE a = :c AND b IN (SELECT x LIMIT :n) AND d = :c AND e = ':z'") == (
+        "WHERE a = $1 AND b IN (SELECT x LIMIT $2) AND d = $1 AND e = ':z'", ("c", "n"))
+    assert numbered("SELECT now_utc(), strftime('%H:%M', 'now')") == ("SELECT now_utc(), strftime('%H:%M', 'now')", ())
+    with pytest.raises(ValueError, match="not both"):
+        numbered("SELECT ? WHERE a = :b")
+
+
+def test_a_database_url_names_its_backend(tmp_path: Path) -> None:
+    sqlite = database_for(f"sqlite:///{tmp_path}/a.sqlite3")
+    assert isinstance(sqlite, SqliteDatabase) and sqlite.path == tmp_path / "a.sqlite3"
+    assert isinstance(database_for("sqlite:///data/bot.sqlite3"), SqliteDatabase)
+    postgres = database_for("postgresql://bot:s3cret@db.internal:5432/bot")
+    assert isinstance(postgres, PostgresDatabase) and postgres.describe() == "postgresql://bot:***@db.internal:5432/bot"
+    assert without_password("postgresql://bot@/bot?host=/run/postgresql") == "postgresql://bot@/bot?host=/run/postgresql"
+    with pytest.raises(ValueError, match="sqlite:///path or postgresql://"):
+        database_for("mysql://x")
