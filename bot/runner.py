@@ -15,6 +15,7 @@ from bot.discord.bot import ChatBot
 from bot.logs import get_logger
 from bot.services import Services
 from bot.settings import Settings
+from bot.shards import ALL_SHARDS, ShardScope
 from bot.store.conversations import Turn
 
 log = get_logger(__name__)
@@ -36,7 +37,8 @@ def stopping_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn], ready: asyncio.Event | None) -> None:
+async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn], ready: asyncio.Event | None,
+                      scope: ShardScope = ALL_SHARDS) -> None:
     """Load the models catalogue, then, once connected, mark in Discord the answers a crash cut."""
     try:
         await services.catalogue.ensure_loaded()
@@ -44,9 +46,16 @@ async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn],
         log.warning("could not load the models catalogue at start", error=repr(exc))
     await bot.wait_until_ready()
     await bot.mark_interrupted(interrupted)
-    await bot.show_again(await bot.core.conversations.unshown_answers())
+    await bot.show_again(await bot.core.unshown_answers(scope))
     if ready is not None:
         ready.set()
+
+
+def log_shards(settings: Settings, scope: ShardScope) -> None:
+    """Say which shards this process runs, its share of the write budget, and whether it answers DMs."""
+    log.info("shards", shard_count=settings.shard_count or "recommended by Discord",
+             shard_ids=settings.shard_ids or "all", writes_per_second=settings.process_writes_per_second,
+             answers_direct_messages=scope.answers_dms)
 
 
 async def until_stopped(runner: asyncio.Task[None], stop: asyncio.Event) -> int:
@@ -73,10 +82,12 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
     services = await Services.start(settings)
     core = Core.build(services)
     bot = ChatBot(settings, core, **(client_options or {}))
+    scope = ShardScope.from_settings(settings)
+    log_shards(settings, scope)
     with stopping_on_signals(stop := stop or asyncio.Event()):
-        interrupted = await core.recover()
+        interrupted = await core.recover(scope)
         runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord")
-        recovery = asyncio.create_task(after_login(services, bot, interrupted, ready), name="recovery")
+        recovery = asyncio.create_task(after_login(services, bot, interrupted, ready, scope), name="recovery")
         try:
             status = await until_stopped(runner, stop)
             log.info("shutting down")
