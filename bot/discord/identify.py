@@ -21,8 +21,9 @@ CLOCK_MARGIN = 0.5  # network jitter, and clocks of several machines that NTP ke
 
 
 class IdentifyGate:
-    def __init__(self, claim: Callable[[int, float], Awaitable[float]],
-                 max_concurrency: Callable[[], Awaitable[int]]) -> None:
+    def __init__(self, claim: Callable[[int, float], Awaitable[float]], max_concurrency: Callable[[], Awaitable[int]],
+                 *, window: float = IDENTIFY_WINDOW + CLOCK_MARGIN) -> None:
+        self.window = window
         self._claim = claim  # (bucket, window) → 0 when claimed, else seconds until it frees
         self._fetch_concurrency = max_concurrency
         self._concurrency: int | None = None
@@ -43,10 +44,10 @@ class IdentifyGate:
         bucket = shard_id % await self.concurrency()
         while True:
             try:
-                wait = await self._claim(bucket, IDENTIFY_WINDOW + CLOCK_MARGIN)
+                wait = await self._claim(bucket, self.window)
             except Exception as exc:  # the database is busy: wait a whole window, as if another shard had it
                 log.warning("could not claim an identify slot", shard=shard_id, error=repr(exc))
-                wait = IDENTIFY_WINDOW + CLOCK_MARGIN
+                wait = self.window
             if wait <= 0:
                 return
             self.waited += wait
