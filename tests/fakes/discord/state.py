@@ -67,13 +67,6 @@ class Snowflakes:
         self._last = value
         return value
 
-    def next_ms(self) -> int:
-        """A snowflake of the millisecond after the last one's: guilds made one after another get ids
-        whose ``(id >> 22) % shard_count`` count up, so they fall on consecutive shards."""
-        ms = (self._last >> 22) + 1 if self._last else int(time.time() * 1000) - DISCORD_EPOCH_MS
-        self._last = ms << 22 | 1 << 17
-        return self._last
-
 
 def shard_of(guild_id: int | None, shard_count: int) -> int:
     """The shard Discord sends a guild's events to; direct messages (no guild) go to shard 0."""
@@ -149,7 +142,7 @@ class World:
         self.ids = Snowflakes()
         self.application_id = self.bot_user_id = self.ids.next()
         self.owner_id = self.ids.next()
-        self.guild_id = self.ids.next_ms()
+        self.guild_id = self.ids.next()
         self.text_channel_id = self.ids.next()
         self.admin_role_id = self.ids.next()
         self.manager_role_id = self.ids.next()
@@ -177,6 +170,7 @@ class World:
         self.commands: list[JSON] = []  # the global commands of the last bulk overwrite
         self.command_sync_count = 0
         self.light_guilds: dict[int, LightGuild] = {}
+        self._guild_ms = self.guild_id >> 22  # the millisecond of the newest guild's id
         self._new_text_channel(self.text_channel_id, "general")
 
     # ------------------------------------------------------------------ guild, users, channels
@@ -209,8 +203,11 @@ class World:
     def add_guild(self, name: str | None = None) -> int:
         """Add a light guild with one text channel (the bot is in it); dispatches GUILD_CREATE.
 
-        Ids are made a millisecond apart, so guilds added one after another spread over the shards."""
-        guild_id = self.ids.next_ms()
+        Guild ids are a millisecond apart (counted from the main guild's), so with N shards the main guild
+        and the next N - 1 added fall on N different shards. Their low bits (1 << 16) are never those of
+        other ids (1 << 17 and up), so they stay unique whatever the clock does."""
+        self._guild_ms += 1
+        guild_id = self._guild_ms << 22 | 1 << 16
         guild = LightGuild(guild_id, name or f"Guild {len(self.light_guilds) + 2}", self.ids.next(), self.ids.next())
         self.light_guilds[guild_id] = guild
         self._new_text_channel(guild.text_channel_id, "general", guild_id)
