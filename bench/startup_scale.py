@@ -11,6 +11,7 @@ became READY, when each shard's /chat was acknowledged (the interaction callback
 final edit), and the bot's peak resident memory (VmHWM) once every shard answered.
 
     python -m bench.startup_scale [--guilds 10000] [--shard-count N] [--max-concurrency 1]
+                                  [--channels 1] [--roles 0]
 
 Without ``--shard-count`` the bot uses the count Discord recommends (GET /gateway/bot: one shard per
 1,000 guilds); ``--shard-count 4`` sets SHARD_COUNT=4. Run it once each way for the README figures.
@@ -135,7 +136,7 @@ async def measure(args: argparse.Namespace) -> Run:
     await openrouter.start()
     built = time.monotonic()
     for _ in range(args.guilds - 1):
-        discord_fake.add_guild()
+        discord_fake.add_guild(channels=args.channels, roles=args.roles)
     user_id = discord_fake.add_user("alice")
     print(f"fake Discord: {len(discord_fake.guild_ids)} guilds built in {time.monotonic() - built:.1f} s")
     run = Run()
@@ -179,7 +180,7 @@ def collect_failures(discord_fake: Any, run: Run, returncode: int | None) -> lis
 
 def report(args: argparse.Namespace, run: Run) -> bool:
     shards = sorted(run.shards.values(), key=lambda s: s.ready_at)
-    print(f"\nbot in {args.guilds} guilds, "
+    print(f"\nbot in {args.guilds} guilds ({args.channels} channels, {args.roles + 2} roles each), "
           f"{'SHARD_COUNT=' + str(args.shard_count) if args.shard_count else 'recommended shard count'}: "
           f"{run.shard_count} shards, max_concurrency {args.max_concurrency}")
     print(f"{'shard':>5} {'READY s':>8} {'/chat acked s':>14} {'/chat answered s':>17}")
@@ -206,6 +207,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--guilds", type=int, default=10_000)
     parser.add_argument("--shard-count", type=int, default=None, help="SHARD_COUNT (default: Discord's recommendation)")
     parser.add_argument("--max-concurrency", type=int, default=1, help="what GET /gateway/bot reports")
+    parser.add_argument("--channels", type=int, default=1, help="text channels per guild (all but one only "
+                        "listed in GUILD_CREATE, to give it a real server's size)")
+    parser.add_argument("--roles", type=int, default=0, help="roles per guild beyond @everyone and the bot's")
     parser.add_argument("--timeout", type=float, default=180.0)
     return parser.parse_args(argv)
 

@@ -81,6 +81,8 @@ class LightGuild:
     name: str
     text_channel_id: int
     bot_role_id: int
+    more_channels: int = 0  # text channels beyond the first, only listed in GUILD_CREATE (for size)
+    more_roles: int = 0  # roles beyond @everyone and the bot's, likewise
 
 
 @dataclass
@@ -200,15 +202,17 @@ class World:
         self.emit("CHANNEL_CREATE", self._new_text_channel(channel_id, name))
         return channel_id
 
-    def add_guild(self, name: str | None = None) -> int:
+    def add_guild(self, name: str | None = None, *, channels: int = 1, roles: int = 0) -> int:
         """Add a light guild with one text channel (the bot is in it); dispatches GUILD_CREATE.
 
         Guild ids are a millisecond apart (counted from the main guild's), so with N shards the main guild
         and the next N - 1 added fall on N different shards. Their low bits (1 << 16) are never those of
-        other ids (1 << 17 and up), so they stay unique whatever the clock does."""
+        other ids (1 << 17 and up), so they stay unique whatever the clock does. ``channels`` and ``roles``
+        beyond the first channel and the bot's role only make GUILD_CREATE as big as a real server's."""
         self._guild_ms += 1
         guild_id = self._guild_ms << 22 | 1 << 16
-        guild = LightGuild(guild_id, name or f"Guild {len(self.light_guilds) + 2}", self.ids.next(), self.ids.next())
+        guild = LightGuild(guild_id, name or f"Guild {len(self.light_guilds) + 2}", self.ids.next(), self.ids.next(),
+                           more_channels=max(0, channels - 1), more_roles=roles)
         self.light_guilds[guild_id] = guild
         self._new_text_channel(guild.text_channel_id, "general", guild_id)
         self.emit("GUILD_CREATE", self.guild_payload(guild_id))
@@ -315,6 +319,13 @@ class World:
             "joined_at": self.members[self.bot_user_id]["joined_at"], "voice_states": [], "presences": [],
         }
 
+    def _decor_channel(self, guild: LightGuild, n: int) -> JSON:
+        """A channel that only fills GUILD_CREATE (ids after the guild's roles: all below 1 << 17)."""
+        return {"id": str(guild.id + 1 + guild.more_roles + n), "type": CH_TEXT, "guild_id": str(guild.id),
+                "name": f"channel-{n}", "position": n + 1, "permission_overwrites": [], "nsfw": False,
+                "parent_id": None, "last_message_id": None, "rate_limit_per_user": 0, "flags": 0,
+                "topic": "a channel that is here to make the guild as big as a real one"}
+
     def _light_guild_payload(self, guild: LightGuild) -> JSON:
         """A small GUILD_CREATE: what a guild without the members and presences intents sends, and no more."""
         gid = str(guild.id)
@@ -323,8 +334,10 @@ class World:
             "emojis": [], "stickers": [], "large": False, "unavailable": False, "preferred_locale": "en-US",
             "roles": [_role(guild.id, "@everyone", PERMS_EVERYONE, 0),
                       _role(guild.bot_role_id, "FakeBot", PERMS_BOT_ROLE, 1, managed=True)
-                      | {"tags": {"bot_id": str(self.bot_user_id)}}],
-            "channels": [self.channels[guild.text_channel_id]],
+                      | {"tags": {"bot_id": str(self.bot_user_id)}},
+                      *(_role(guild.id + 1 + n, f"role {n}", 0, 2 + n) for n in range(guild.more_roles))],
+            "channels": [self.channels[guild.text_channel_id],
+                         *(self._decor_channel(guild, n) for n in range(guild.more_channels))],
             "threads": [t for t in self.threads.values() if t["guild_id"] == gid],
             "members": [self.member_payload(self.bot_user_id, guild.id)], "member_count": len(self.users),
             "joined_at": self.members[self.bot_user_id]["joined_at"], "voice_states": [], "presences": [],
