@@ -61,6 +61,7 @@ class ChatBot(commands.AutoShardedBot):
         super().__init__(command_prefix=commands.when_mentioned, intents=chat_intents(), help_command=None,
                          allowed_mentions=NO_MENTIONS, **client_options(settings, options))
         self.identify_gate = IdentifyGate(core.claim_identify, self._max_concurrency)
+        self._ask_gateway_once()
         self.settings = settings
         self.core = core
         if settings.owner_ids:
@@ -79,7 +80,20 @@ class ChatBot(commands.AutoShardedBot):
         await self.identify_gate.wait_turn(shard_id or 0)
 
     async def _max_concurrency(self) -> int:
-        return (await self.fetch_session_start_limits()).max_concurrency
+        return int((await self.http.get_bot_gateway())[2]["max_concurrency"])
+
+    def _ask_gateway_once(self) -> None:
+        """GET /gateway/bot answers once per process: discord.py asks it for the shard count (SHARD_COUNT
+        unset) and the identify gate for max_concurrency, and start-up requests come out of the global budget."""
+        ask = self.http.get_bot_gateway
+        answer: list[Any] = []
+
+        async def once() -> Any:
+            if not answer:
+                answer.append(await ask())
+            return answer[0]
+
+        self.http.get_bot_gateway = once  # type: ignore[method-assign]
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: chat messages are handled by the chat extension's listener."""

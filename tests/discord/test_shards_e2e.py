@@ -71,6 +71,7 @@ async def test_two_processes_answer_every_guild_exactly_once(two_processes: Harn
     d = h.discord
     assert sorted(tuple(p["shard"]) for p in d.identify_payloads) == [(i, SHARDS) for i in range(SHARDS)]
     assert d.identify_refused == []  # the processes took turns in each bucket, as Discord requires
+    assert [p for _, _, p, _ in d.request_log if p.endswith("/gateway/bot")] == ["/api/v10/gateway/bot"] * 2
 
     chats = [await d.slash("chat", {"prompt": f"hello guild {i}"}, user_id=h.user, channel_id=d.text_channel_of(g))
              for i, g in enumerate(d.guild_ids)]
