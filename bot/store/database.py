@@ -212,8 +212,14 @@ class Database:
             ")"
         )
 
+    async def _recorded(self, version: int) -> bool:
+        return await self.fetchone("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)) is not None
+
     async def migrate(self, migrations: list[Migration] | None = None) -> list[int]:
-        """Apply every migration not yet recorded, in order. Returns the versions applied."""
+        """Apply every migration not yet recorded, in order. Returns the versions applied.
+
+        Several processes may start at once on one database: a migration's script and its record are one
+        transaction, so one that fails because another process applied it first is found recorded, and skipped."""
         migrations = load_migrations() if migrations is None else migrations
         current = await self.schema_version()
         latest = migrations[-1].version if migrations else 0
@@ -238,6 +244,9 @@ class Database:
             except Exception as exc:
                 if self.conn.in_transaction:
                     await self.conn.execute("ROLLBACK")
+                if await self._recorded(migration.version):  # another process starting at once applied it
+                    log.info("migration applied by another process", version=migration.version)
+                    continue
                 raise MigrationError(
                     f"migration {migration.version:04d}_{migration.name} failed: {exc}"
                 ) from exc

@@ -185,3 +185,20 @@ async def test_migration_3_keeps_the_holds_already_recorded(db_path: Path) -> No
         assert rows == [(7, None, None), (9, 4, "usage")]
         plan = await db.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reservations WHERE settled_at IS NULL")
         assert any("reservations_open" in str(tuple(r)) for r in plan)
+
+
+async def test_processes_starting_at_once_migrate_a_fresh_database_once(tmp_path: Path) -> None:
+    """Two connections (as two bot processes would) migrate one new file at the same moment."""
+    versions = [m.version for m in load_migrations()]
+    for attempt in range(5):
+        path = tmp_path / f"shared-{attempt}.sqlite3"
+        first, second = Database(path), Database(path)
+        await first.open()
+        await second.open()
+        try:
+            applied = await asyncio.gather(first.migrate(), second.migrate())
+            assert sorted(applied[0] + applied[1]) == versions  # each applied by exactly one of them
+            assert await second.schema_version() == versions[-1]
+        finally:
+            await first.close()
+            await second.close()
