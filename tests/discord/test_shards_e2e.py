@@ -1,5 +1,6 @@
 """Two bot processes, two shards each, one database, four guilds: every guild is answered exactly once,
-DMs by the process that holds shard 0, and no IDENTIFY breaks Discord's max_concurrency."""
+DMs by the process that holds shard 0, no IDENTIFY breaks Discord's max_concurrency, and together they
+stay under Discord's global limit, each taking half the write budget."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.fakes.discord.state import shard_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDS = 4
+GLOBAL_LIMIT = 10  # Discord's 50 a second, scaled down so that a dozen threads reach it
+WRITES_PER_SECOND = 8  # the whole bot's budget: 4 a second for each process
 
 
 @pytest.fixture
@@ -36,6 +39,7 @@ async def spawn(h: Harness, database: dict[str, str], shard_ids: str) -> asyncio
         "STREAM_EDIT_INTERVAL_SECONDS": "0.2",
         "SHARD_COUNT": str(SHARDS),
         "SHARD_IDS": shard_ids,
+        "DISCORD_WRITES_PER_SECOND": str(WRITES_PER_SECOND),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "PYTHONPATH": str(ROOT),
@@ -49,6 +53,7 @@ async def spawn(h: Harness, database: dict[str, str], shard_ids: str) -> asyncio
 async def two_processes(harness: Harness, shared_database: dict[str, str]) -> AsyncIterator[Harness]:
     d = harness.discord
     d.gateway.max_concurrency = 2  # shards 0 and 2 share a bucket, so do 1 and 3: across the two processes
+    d.limits.global_limit = GLOBAL_LIMIT
     for _ in range(SHARDS - 1):
         d.add_guild()
     assert sorted(shard_of(g, SHARDS) for g in d.guild_ids) == [0, 1, 2, 3]
@@ -90,3 +95,21 @@ async def test_two_processes_answer_every_guild_exactly_once(two_processes: Harn
     assert len([m for m in h.bot_messages(dm) if "\n-# " in "\n" + m.content]) == 1
     assert len(h.openrouter.chat_requests()) == SHARDS + 1
     assert d.global_429_count == 0
+
+
+async def test_two_processes_share_the_global_write_budget(two_processes: Harness) -> None:
+    """Twelve threads answering at once, three in each guild: each process takes half the bot's budget,
+    so the two together never pass Discord's global limit (with the whole budget each, they would)."""
+    h = two_processes
+    d = h.discord
+    rooms = [d.add_text_channel(f"room-{i}", guild_id) for guild_id in d.guild_ids for i in range(3)]
+    await asyncio.sleep(0.3)  # CHANNEL_CREATE reaches the bots
+    for room in rooms:
+        await d.slash("chat", {"prompt": f"topic {room}"}, user_id=h.user, channel_id=room)
+    await d.wait_for(lambda: len(d.threads) == len(rooms), timeout=30)
+    h.openrouter.tokens_per_second = 40
+    h.openrouter.reply_text = "busy " * 60  # about 1.5 s of streaming each
+    await asyncio.gather(*(d.post_message(t, "and now?", user_id=h.user) for t in list(d.threads)))
+    for thread_id in list(d.threads):
+        await h.wait_answer_done(thread_id, within=40)
+    assert d.global_429_count == 0 and d.route_429_count == 0, d.rate_limit_log

@@ -196,10 +196,10 @@ class World:
         self.emit("GUILD_MEMBER_ADD", {**self.member_payload(user_id), "guild_id": str(self.guild_id)})
         return user_id
 
-    def add_text_channel(self, name: str) -> int:
-        """Add a guild text channel; dispatches CHANNEL_CREATE."""
+    def add_text_channel(self, name: str, guild_id: int | None = None) -> int:
+        """Add a text channel to the main guild (or `guild_id`); dispatches CHANNEL_CREATE."""
         channel_id = self.ids.next()
-        self.emit("CHANNEL_CREATE", self._new_text_channel(channel_id, name))
+        self.emit("CHANNEL_CREATE", self._new_text_channel(channel_id, name, guild_id))
         return channel_id
 
     def add_guild(self, name: str | None = None, *, channels: int = 1, roles: int = 0) -> int:
