@@ -50,9 +50,11 @@ async def spawn(h: Harness, database: dict[str, str], shard_ids: str) -> asyncio
 
 
 @pytest.fixture
-async def two_processes(harness: Harness, shared_database: dict[str, str]) -> AsyncIterator[Harness]:
+async def two_processes(harness: Harness, shared_database: dict[str, str],
+                        request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     d = harness.discord
-    d.gateway.max_concurrency = 2  # shards 0 and 2 share a bucket, so do 1 and 3: across the two processes
+    # By default shards 0 and 2 share an IDENTIFY bucket, and so do 1 and 3: across the two processes.
+    d.gateway.max_concurrency = getattr(request, "param", 2)
     d.limits.global_limit = GLOBAL_LIMIT
     for _ in range(SHARDS - 1):
         d.add_guild()
@@ -97,6 +99,7 @@ async def test_two_processes_answer_every_guild_exactly_once(two_processes: Harn
     assert d.global_429_count == 0
 
 
+@pytest.mark.parametrize("two_processes", [SHARDS], indirect=True)  # every shard identifies at once: a quick start
 async def test_two_processes_share_the_global_write_budget(two_processes: Harness) -> None:
     """Twelve threads answering at once, three in each guild: each process takes half the bot's budget,
     so the two together never pass Discord's global limit (with the whole budget each, they would)."""
