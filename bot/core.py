@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.chat.active import ActiveAnswers
@@ -22,6 +24,7 @@ from bot.policy import GuildPolicy
 from bot.quotas import QuotaService
 from bot.server_config import ServerConfig
 from bot.services import Services
+from bot.shards import ALL_SHARDS, ShardScope, owned
 from bot.store.conversations import ConversationRepo, Turn
 from bot.store.guilds import GuildRepo
 from bot.store.spend import SpendRepo
@@ -39,6 +42,7 @@ class Core:
     active: ActiveAnswers
     state: StateRepo
     metrics: Metrics
+    wall_clock: Callable[[], float] = time.time  # epoch seconds, comparable between processes
 
     @classmethod
     def build(cls, services: Services, config: ChatConfig | None = None) -> Core:
@@ -73,12 +77,23 @@ class Core:
             metrics=metrics,
         )
 
-    async def recover(self) -> list[Turn]:
+    async def recover(self, scope: ShardScope = ALL_SHARDS) -> list[Turn]:
         """At start: answers a crash cut are marked interrupted (returned, to be marked in Discord too),
-        and holds it left open are settled."""
-        interrupted = await self.recovery.recover_interrupted()
-        await self.recovery.settle_orphans()
+        and holds it left open are settled; only in the guilds of this process's shards (`scope`)."""
+        interrupted = await self.recovery.recover_interrupted(scope)
+        await self.recovery.settle_orphans(scope)
         return interrupted
+
+    async def unshown_answers(self, scope: ShardScope = ALL_SHARDS) -> list[Turn]:
+        """Finished answers whose final form never reached Discord, in this process's guilds."""
+        return await owned(scope, await self.conversations.unshown_answers(), self.recovery.guild_of_turn)
+
+    async def claim_identify(self, bucket: int, window: float) -> float:
+        """Claim Discord's IDENTIFY slot of this shard bucket for `window` seconds, for every process of the
+        bot (through the shared database). Returns 0 when claimed, else the seconds until it frees."""
+        now_ms = int(self.wall_clock() * 1000)
+        held_until = await self.state.claim_until(f"identify_slot:{bucket}", now_ms, now_ms + int(window * 1000))
+        return 0.0 if held_until is None else max(0.01, (held_until - now_ms) / 1000)
 
     async def shutdown(self, grace: float = 3.0) -> None:
         """Let streaming answers finish for `grace` seconds, then stop the rest (their text kept)."""

@@ -17,6 +17,7 @@ from bot.metrics import Metrics
 from bot.metrics_http import MetricsEndpoint
 from bot.services import Services
 from bot.settings import Settings
+from bot.shards import ALL_SHARDS, ShardScope
 from bot.store.conversations import Turn
 
 log = get_logger(__name__)
@@ -38,7 +39,8 @@ def stopping_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn], ready: asyncio.Event | None) -> None:
+async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn], ready: asyncio.Event | None,
+                      scope: ShardScope = ALL_SHARDS) -> None:
     """Load the models catalogue, then, once connected, mark in Discord the answers a crash cut."""
     try:
         await services.catalogue.ensure_loaded()
@@ -46,7 +48,7 @@ async def after_login(services: Services, bot: ChatBot, interrupted: list[Turn],
         log.warning("could not load the models catalogue at start", error=repr(exc))
     await bot.wait_until_ready()
     await bot.mark_interrupted(interrupted)
-    await bot.show_again(await bot.core.conversations.unshown_answers())
+    await bot.show_again(await bot.core.unshown_answers(scope))
     if ready is not None:
         ready.set()
 
@@ -67,6 +69,13 @@ async def serve_metrics(settings: Settings, metrics: Metrics) -> MetricsEndpoint
                                  f"{exc.strerror or exc}") from None
     log.info("serving metrics", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     return endpoint
+
+
+def log_shards(settings: Settings, scope: ShardScope) -> None:
+    """Say which shards this process runs, its share of the write budget, and whether it answers DMs."""
+    log.info("shards", shard_count=settings.shard_count or "recommended by Discord",
+             shard_ids=settings.shard_ids or "all", writes_per_second=settings.process_writes_per_second,
+             answers_direct_messages=scope.answers_dms)
 
 
 async def until_stopped(runner: asyncio.Task[None], stop: asyncio.Event) -> int:
@@ -98,10 +107,12 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None, stop: a
         raise
     core = Core.build(services)
     bot = ChatBot(settings, core, **(client_options or {}))
+    scope = ShardScope.from_settings(settings)
+    log_shards(settings, scope)
     with stopping_on_signals(stop := stop or asyncio.Event()):
-        interrupted = await core.recover()
+        interrupted = await core.recover(scope)
         runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()), name="discord")
-        recovery = asyncio.create_task(after_login(services, bot, interrupted, ready), name="recovery")
+        recovery = asyncio.create_task(after_login(services, bot, interrupted, ready, scope), name="recovery")
         try:
             status = await until_stopped(runner, stop)
             log.info("shutting down")

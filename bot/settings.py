@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ALLOWED_MODELS = (
@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     system_prompt: str = "You are a helpful assistant in a Discord server. Answer concisely; use Markdown."
     max_answer_tokens: int = Field(default=2048, ge=16)
     stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2)
-    discord_writes_per_second: int = Field(default=45, ge=1, le=50)  # of Discord's global 50 per bot
+    discord_writes_per_second: int = Field(default=45, ge=1, le=50)  # of Discord's global 50, for all processes
+    # Sharding: None = what Discord recommends (GET /gateway/bot) and every shard in this process.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[list[int] | None, NoDecode] = None  # this process's shards (needs SHARD_COUNT)
     final_edit_retry_seconds: float = Field(default=60.0, ge=0)  # how long an answer's final edit is retried
     interaction_token_seconds: float = Field(default=15 * 60, gt=0)  # Discord's interaction token lifetime
     show_reasoning: bool = True
@@ -76,11 +79,34 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("metrics_port", mode="before")
+    @field_validator("metrics_port", "shard_count", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        """`METRICS_PORT=` (as in .env.example) means not served."""
+        """`METRICS_PORT=` and `SHARD_COUNT=` (as in .env.example) mean unset."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: object) -> object:
+        """`SHARD_IDS=0,1` or a range `SHARD_IDS=0-3`; empty means every shard."""
+        if not isinstance(value, str):
+            return value
+        ids: list[int] = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            first, _, last = part.partition("-")
+            ids.extend(range(int(first), int(last or first) + 1))
+        return ids or None
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (the total number of shards across every process)")
+        ids = self.shard_ids
+        if len(set(ids)) != len(ids) or not all(0 <= i < self.shard_count for i in ids):
+            raise ValueError(f"SHARD_IDS must be distinct shard ids from 0 to SHARD_COUNT - 1 ({self.shard_count - 1})")
+        return self
 
     @field_validator("discord_token", "openrouter_api_key")
     @classmethod
@@ -117,6 +143,14 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.database_path}"
+
+    @property
+    def process_writes_per_second(self) -> int:
+        """This process's share of DISCORD_WRITES_PER_SECOND: in proportion to the shards it runs, so the
+        processes of one bot (disjoint SHARD_IDS covering every shard) stay under Discord's limit together."""
+        if self.shard_ids is None or self.shard_count is None:
+            return self.discord_writes_per_second
+        return max(1, self.discord_writes_per_second * len(self.shard_ids) // self.shard_count)
 
     @property
     def allowed_models_default(self) -> list[str]:

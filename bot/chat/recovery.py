@@ -9,6 +9,7 @@ from bot.chat.settle import CostSettler
 from bot.logs import get_logger
 from bot.money import from_nusd, to_nusd
 from bot.quotas import QuotaService
+from bot.shards import ALL_SHARDS, ShardScope, owned
 from bot.states import CostSource, TurnStatus
 from bot.store.conversations import AnswerRecord, ConversationRepo, Turn
 
@@ -21,9 +22,14 @@ class Recovery:
         self.quotas = quotas
         self.settler = settler
 
-    async def recover_interrupted(self) -> list[Turn]:
-        """Answers cut by a crash: mark them interrupted (keeping their text); return them."""
-        turns = await self.repo.streaming_turns()
+    async def guild_of_turn(self, turn: Turn) -> int | None:
+        conversation = await self.repo.get(turn.conversation_id)
+        return conversation.guild_id if conversation else None
+
+    async def recover_interrupted(self, scope: ShardScope = ALL_SHARDS) -> list[Turn]:
+        """Answers cut by a crash (in this process's guilds): mark them interrupted (keeping their text);
+        return them. Other processes' answers may be streaming right now: they are left alone."""
+        turns = await owned(scope, await self.repo.streaming_turns(), self.guild_of_turn)
         for turn in turns:
             await self.repo.finish_answer(turn.id, AnswerRecord(
                 content=turn.content, status=TurnStatus.INTERRUPTED, model=turn.model,
@@ -32,10 +38,10 @@ class Recovery:
             log.warning("marked interrupted answers", count=len(turns))
         return turns
 
-    async def settle_orphans(self) -> int:
-        """Holds left open by a crash: settle each to the turn's recorded cost, else the generation
-        endpoint's, else the full held amount."""
-        orphans = await self.quotas.open_reservations()
+    async def settle_orphans(self, scope: ShardScope = ALL_SHARDS) -> int:
+        """Holds left open by a crash (in this process's guilds): settle each to the turn's recorded cost,
+        else the generation endpoint's, else the full held amount."""
+        orphans = [held for held in await self.quotas.open_reservations() if scope.owns(held.guild_id)]
         for held in orphans:
             turn = await self.repo.get_turn(held.turn_id) if held.turn_id else None
             cost, source = await self._cost(turn)

@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.chat.record import stored_outcome
 from bot.chat.text import CURSOR, fit
 from bot.core import Core
+from bot.discord.identify import IdentifyGate
 from bot.discord.limits import DiscordLimits
 from bot.discord.pacing import ChannelPacer
 from bot.discord.render import DiscordAnswerView
@@ -28,23 +29,40 @@ NO_MENTIONS = discord.AllowedMentions.none()
 EXTENSIONS = ("bot.discord.cogs.chat", "bot.discord.cogs.config", "bot.discord.cogs.usage")
 
 
-class ChatBot(commands.Bot):
+def chat_intents() -> discord.Intents:
+    """Only what the bot reads: guilds (channels, threads), messages in guilds and DMs, and their text.
+    No members or presences: at scale those are most of a client's memory, and nothing here reads them."""
+    return discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
+
+
+def client_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """The discord.py options: sharding from the settings, and no cache the bot never reads."""
+    # No message cache: the bot reads its conversations from the database, and Discord echoes every edit
+    # of a streaming answer back, which a cache would parse into Message objects each time.
+    options.setdefault("max_messages", None)
+    options.setdefault("member_cache_flags", discord.MemberCacheFlags.none())
+    options.setdefault("chunk_guilds_at_startup", False)
+    if settings.shard_count is not None:
+        options.setdefault("shard_count", settings.shard_count)
+    if settings.shard_ids is not None:
+        options.setdefault("shard_ids", list(settings.shard_ids))
+    return options
+
+
+class ChatBot(commands.AutoShardedBot):
     def __init__(self, settings: Settings, core: Core, *, pacer: ChannelPacer | None = None,
                  extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = True
         # A text-only bot: no warnings at every start about voice libraries it does not need.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        # No message cache: the bot reads its conversations from SQLite, and Discord echoes every edit
-        # of a streaming answer back, which a cache would parse into Message objects each time.
-        options.setdefault("max_messages", None)
-        pacer = pacer or ChannelPacer(global_per_second=settings.discord_writes_per_second)
+        pacer = pacer or ChannelPacer(global_per_second=settings.process_writes_per_second)
         self.limits = DiscordLimits(pacer)  # what Discord's responses say feeds the pacer back
         core.metrics.watch_discord(self.limits)
         options.setdefault("http_trace", self.limits.trace_config())
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         allowed_mentions=NO_MENTIONS, **options)
+        super().__init__(command_prefix=commands.when_mentioned, intents=chat_intents(), help_command=None,
+                         allowed_mentions=NO_MENTIONS, **client_options(settings, options))
+        self.identify_gate = IdentifyGate(core.claim_identify, self._max_concurrency)
+        self._ask_gateway_once()
         self.settings = settings
         self.core = core
         if settings.owner_ids:
@@ -57,6 +75,26 @@ class ChatBot(commands.Bot):
         for extension in self._extensions:
             await self.load_extension(extension)
         await self.sync_commands_if_changed()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Every shard waits its turn under Discord's IDENTIFY limit, shared with the bot's other processes."""
+        await self.identify_gate.wait_turn(shard_id or 0)
+
+    async def _max_concurrency(self) -> int:
+        return int((await self.http.get_bot_gateway())[2]["max_concurrency"])
+
+    def _ask_gateway_once(self) -> None:
+        """GET /gateway/bot answers once per process: discord.py asks it for the shard count (SHARD_COUNT
+        unset) and the identify gate for max_concurrency, and start-up requests come out of the global budget."""
+        ask = self.http.get_bot_gateway
+        answer: list[Any] = []
+
+        async def once() -> Any:
+            if not answer:
+                answer.append(await ask())
+            return answer[0]
+
+        self.http.get_bot_gateway = once  # type: ignore[method-assign]
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: chat messages are handled by the chat extension's listener."""

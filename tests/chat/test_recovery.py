@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.quotas import Pricing, Reservation
+from bot.shards import ShardScope
 from bot.store.spend import SpendRepo
 from tests.chat.test_pipeline import settled
 from tests.core_harness import CoreParts
@@ -48,3 +49,32 @@ def _month() -> str:
 
     from bot.quotas import month_key
     return month_key(datetime.now(UTC))
+
+
+async def test_a_process_recovers_only_the_guilds_of_its_shards(parts: CoreParts) -> None:
+    """Two processes share the database: one restarting must leave the other's streaming answers and
+    holds alone. DMs are shard 0's."""
+    repo, quotas = parts.repo, parts.core.recovery.quotas
+    pricing = Pricing(Decimal("0.0000025"), Decimal("0.00001"))
+    guilds = {shard: ((10_000 * 2 + shard) << 22) | 7 for shard in (0, 1)}
+    turns: dict[int | None, int] = {}
+    for guild_id in (guilds[0], guilds[1], None):
+        conv = await parts.core.conversations.start(guild_id=guild_id, channel_id=2, owner_id=3,
+                                                    model="openai/gpt-4o", title="t")
+        question = await repo.add_user_turn(conv.id, author_id=3, content="hi", message_id=None, channel_id=2)
+        hold = await quotas.reserve(guild_id=guild_id, user_id=3, model="openai/gpt-4o", pricing=pricing,
+                                    prompt_tokens=100, images=0, max_tokens=500)
+        assert isinstance(hold, Reservation)
+        turns[guild_id] = await repo.start_answer(conv.id, reply_to=question.id, model="openai/gpt-4o",
+                                                  message_ids=[5], channel_id=2)
+        await quotas.link_turn(hold, turns[guild_id])
+
+    shard_1 = ShardScope(frozenset({1}), 2)
+    assert [t.id for t in await parts.core.recover(shard_1)] == [turns[guilds[1]]]
+    assert {h.turn_id for h in await quotas.open_reservations()} == {turns[guilds[0]], turns[None]}
+    streaming = {t.id for t in await repo.streaming_turns()}
+    assert streaming == {turns[guilds[0]], turns[None]}
+
+    shard_0 = ShardScope(frozenset({0}), 2)
+    assert {t.id for t in await parts.core.recover(shard_0)} == streaming  # its guild and the DMs
+    assert await quotas.open_reservations() == [] and await repo.streaming_turns() == []

@@ -281,3 +281,20 @@ def test_a_database_url_names_its_backend(tmp_path: Path) -> None:
     assert without_password("postgresql://bot@/bot?host=/run/postgresql") == "postgresql://bot@/bot?host=/run/postgresql"
     with pytest.raises(ValueError, match="sqlite:///path or postgresql://"):
         database_for("mysql://x")
+
+
+async def test_processes_starting_at_once_migrate_a_fresh_database_once(tmp_path: Path) -> None:
+    """Two connections (as two bot processes would) migrate one new file at the same moment."""
+    versions = [m.version for m in load_migrations()]
+    for attempt in range(5):
+        path = tmp_path / f"shared-{attempt}.sqlite3"
+        first, second = SqliteDatabase(path), SqliteDatabase(path)
+        await first.open()
+        await second.open()
+        try:
+            applied = await asyncio.gather(first.migrate(), second.migrate())
+            assert sorted(applied[0] + applied[1]) == versions  # each applied by exactly one of them
+            assert await second.schema_version() == versions[-1]
+        finally:
+            await first.close()
+            await second.close()

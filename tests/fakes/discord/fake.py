@@ -34,18 +34,21 @@ class FakeDiscord(World):
     Options (Discord's values by default): ``global_limit`` requests per ``global_window`` seconds per
     bot token; ``channel_write_limit`` writes per ``channel_write_window`` seconds per channel;
     ``enforce_rate_limits=False`` answers no 429 at all; ``interaction_deadline`` (seconds to the
-    first callback) and ``interaction_token_lifetime``. Records: the world's (``messages``,
-    ``threads``, ``commands``, ...) and the public names assigned below.
+    first callback) and ``interaction_token_lifetime``; ``max_concurrency`` (IDENTIFYs per
+    ``identify_window`` seconds in each shard bucket, as ``GET /gateway/bot`` reports it). More guilds:
+    :meth:`add_guild`. Records: the world's (``messages``, ``threads``, ``commands``, ...), the
+    gateway's (``identify_refused``, ``ready_shards``, ``closed_with``) and the public names below.
     """
 
     def __init__(self, *, global_limit: int = 50, global_window: float = 1.0, channel_write_limit: int = 5,
                  channel_write_window: float = 5.0, enforce_rate_limits: bool = True,
-                 interaction_deadline: float = 3.0, interaction_token_lifetime: float = 15 * 60) -> None:
+                 interaction_deadline: float = 3.0, interaction_token_lifetime: float = 15 * 60,
+                 max_concurrency: int = 1, identify_window: float = 5.0) -> None:
         super().__init__()
         self.limits = RateLimits(global_limit=global_limit, global_window=global_window,
                                  channel_write_limit=channel_write_limit, channel_write_window=channel_write_window,
                                  enforce=enforce_rate_limits)
-        self.gateway = Gateway(self)
+        self.gateway = Gateway(self, max_concurrency=max_concurrency, identify_window=identify_window)
         self.rest = Rest(self, self.limits)
         self.interaction_api = Interactions(self, self.limits, self.gateway, deadline=interaction_deadline,
                                             token_lifetime=interaction_token_lifetime)
@@ -63,6 +66,9 @@ class FakeDiscord(World):
         self.server_errors = self.rest.server_errors
         self.fail = self.rest.fail
         self.identify_payloads = self.gateway.identify_payloads
+        self.identify_refused = self.gateway.identify_refused
+        self.ready_shards = self.gateway.ready_shards
+        self.closed_with = self.gateway.closed_with
         self.host = "127.0.0.1"
         self.port = 0
         self.gateway_url = ""
@@ -89,7 +95,8 @@ class FakeDiscord(World):
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self.rest.middleware], client_max_size=64 * 1024 * 1024)
-        routes = [("GET", "/gateway/", self.gateway.handle), *self.rest.routes(), *self.interaction_api.routes()]
+        routes = [("GET", "/gateway/", self.gateway.handle), ("GET", f"{API}/gateway/bot", self.gateway.bot_gateway),
+                  *self.rest.routes(), *self.interaction_api.routes()]
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
         app.router.add_route("*", "/{tail:.*}", self.rest.unknown)

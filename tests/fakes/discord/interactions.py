@@ -216,12 +216,13 @@ class Interactions:
 
     # ------------------------------------------------------------------ test-side drivers
 
-    def _check_permissions(self, command: JSON, user_id: int, guild: bool) -> None:
+    def _check_permissions(self, command: JSON, user_id: int, guild: bool, channel_id: int | None = None) -> None:
         name = command["name"]
         if not guild and (command.get("dm_permission") is False or command.get("contexts") == [0]):
             raise PermissionError(f"/{name} cannot be used in direct messages")
         required = command.get("default_member_permissions")
-        if guild and required is not None and self.world.user_permissions(user_id) & int(required) != int(required):
+        perms = self.world.user_permissions(user_id, self.world.guild_of(channel_id or 0))
+        if guild and required is not None and perms & int(required) != int(required):
             raise PermissionError(f"Discord does not offer /{name} to this member (missing permissions)")
 
     def _new(self, itype: int, user_id: int, channel_id: int, guild: bool) -> Interaction:
@@ -237,22 +238,22 @@ class Interactions:
             "id": str(inter_id), "application_id": str(w.application_id), "type": itype, "token": token,
             "version": 1, "channel_id": str(channel_id), "channel": dict(channel), "locale": "en-US",
             "entitlements": [], "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
-            "app_permissions": str(w.user_permissions(w.bot_user_id)),
+            "app_permissions": str(w.user_permissions(w.bot_user_id, w.guild_of(channel_id))),
         }
+        guild_id = w.guild_of(channel_id)
         if guild:
-            if "guild_id" not in channel or user_id not in w.members:
+            if guild_id is None or not w.is_member(user_id, guild_id):
                 raise ValueError(f"user {user_id} in channel {channel_id}: not a guild member in a guild channel")
-            member = w.member_payload(user_id) | {"permissions": str(w.user_permissions(user_id))}
-            payload |= {"guild_id": str(w.guild_id), "guild": {"id": str(w.guild_id), "locale": "en-US",
-                                                                "features": []},
+            member = w.member_payload(user_id, guild_id) | {"permissions": str(w.user_permissions(user_id, guild_id))}
+            payload |= {"guild_id": str(guild_id), "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
                         "guild_locale": "en-US", "member": member, "context": 0,
-                        "authorizing_integration_owners": {"0": str(w.guild_id)}}
+                        "authorizing_integration_owners": {"0": str(guild_id)}}
         else:
             if channel["type"] != CH_DM:
                 raise ValueError("guild=False needs a DM channel")
             payload |= {"user": dict(w.users[user_id]), "context": 1, "authorizing_integration_owners": {"0": "0"}}
         return Interaction(id=inter_id, token=token, type=itype, channel_id=channel_id,
-                           guild_id=w.guild_id if guild else None, user_id=user_id, payload=payload)
+                           guild_id=guild_id if guild else None, user_id=user_id, payload=payload)
 
     async def _dispatch(self, inter: Interaction) -> None:
         self.world.interactions[inter.id] = self._by_token[inter.token] = inter
@@ -320,9 +321,9 @@ class Interactions:
         ``channel_id`` defaults to the guild's text channel (``guild=True``) or the user's DM channel.
         """
         command = self._command(name)
-        self._check_permissions(command, user_id, guild)
         if channel_id is None:
             channel_id = self.world.text_channel_id if guild else self.world.dm_channel(user_id)
+        self._check_permissions(command, user_id, guild, channel_id)
         inter = self._new(IT_COMMAND, user_id, channel_id, guild)
         inter.payload["data"] = self._command_data(command, options or {}, subcommand, attachments, channel_id,
                                                    user_id=user_id)

@@ -1,5 +1,8 @@
 """The fake Discord's world: one guild with its roles, members, text channels and threads, DM channels,
 messages (:class:`Msg`), stored attachments, the synced commands, and the Discord objects built from them.
+More guilds can be added (:meth:`World.add_guild`): light ones, each with one text channel, an
+``@everyone`` role and the bot's role; every user counts as a member of them without roles, so Discord's
+sharding can be exercised with as many guilds as a test needs (10,000 for the start-up benchmark).
 
 Changes that Discord announces over the gateway are passed to :attr:`World.emit` (the gateway sets it).
 """
@@ -63,6 +66,23 @@ class Snowflakes:
         value = max((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22 | 1 << 17, self._last + 1)
         self._last = value
         return value
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to; direct messages (no guild) go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
+@dataclass
+class LightGuild:
+    """A guild beyond the main one: a text channel and the bot's role; everyone is a member without roles."""
+
+    id: int
+    name: str
+    text_channel_id: int
+    bot_role_id: int
+    more_channels: int = 0  # text channels beyond the first, only listed in GUILD_CREATE (for size)
+    more_roles: int = 0  # roles beyond @everyone and the bot's, likewise
 
 
 @dataclass
@@ -151,13 +171,17 @@ class World:
         self.interactions: dict[int, Interaction] = {}
         self.commands: list[JSON] = []  # the global commands of the last bulk overwrite
         self.command_sync_count = 0
+        self.light_guilds: dict[int, LightGuild] = {}
+        self._guild_ms = self.guild_id >> 22  # the millisecond of the newest guild's id
         self._new_text_channel(self.text_channel_id, "general")
 
     # ------------------------------------------------------------------ guild, users, channels
 
-    def _new_text_channel(self, channel_id: int, name: str) -> JSON:
-        position = sum(1 for c in self.channels.values() if c["type"] == CH_TEXT)
-        channel = {"id": str(channel_id), "type": CH_TEXT, "guild_id": str(self.guild_id), "name": name,
+    def _new_text_channel(self, channel_id: int, name: str, guild_id: int | None = None) -> JSON:
+        guild_id = guild_id or self.guild_id
+        position = 0 if guild_id != self.guild_id else sum(
+            1 for c in self.channels.values() if c["type"] == CH_TEXT and c["guild_id"] == str(guild_id))
+        channel = {"id": str(channel_id), "type": CH_TEXT, "guild_id": str(guild_id), "name": name,
                    "position": position, "permission_overwrites": [], "nsfw": False, "parent_id": None,
                    "last_message_id": None, "rate_limit_per_user": 0, "flags": 0}
         self.channels[channel_id] = channel
@@ -172,11 +196,38 @@ class World:
         self.emit("GUILD_MEMBER_ADD", {**self.member_payload(user_id), "guild_id": str(self.guild_id)})
         return user_id
 
-    def add_text_channel(self, name: str) -> int:
-        """Add a guild text channel; dispatches CHANNEL_CREATE."""
+    def add_text_channel(self, name: str, guild_id: int | None = None) -> int:
+        """Add a text channel to the main guild (or `guild_id`); dispatches CHANNEL_CREATE."""
         channel_id = self.ids.next()
-        self.emit("CHANNEL_CREATE", self._new_text_channel(channel_id, name))
+        self.emit("CHANNEL_CREATE", self._new_text_channel(channel_id, name, guild_id))
         return channel_id
+
+    def add_guild(self, name: str | None = None, *, channels: int = 1, roles: int = 0) -> int:
+        """Add a light guild with one text channel (the bot is in it); dispatches GUILD_CREATE.
+
+        Guild ids are a millisecond apart (counted from the main guild's), so with N shards the main guild
+        and the next N - 1 added fall on N different shards. Their low bits (1 << 16) are never those of
+        other ids (1 << 17 and up), so they stay unique whatever the clock does. ``channels`` and ``roles``
+        beyond the first channel and the bot's role only make GUILD_CREATE as big as a real server's."""
+        self._guild_ms += 1
+        guild_id = self._guild_ms << 22 | 1 << 16
+        guild = LightGuild(guild_id, name or f"Guild {len(self.light_guilds) + 2}", self.ids.next(), self.ids.next(),
+                           more_channels=max(0, channels - 1), more_roles=roles)
+        self.light_guilds[guild_id] = guild
+        self._new_text_channel(guild.text_channel_id, "general", guild_id)
+        self.emit("GUILD_CREATE", self.guild_payload(guild_id))
+        return guild_id
+
+    @property
+    def guild_ids(self) -> list[int]:
+        """Every guild the bot is in: the main one first."""
+        return [self.guild_id, *self.light_guilds]
+
+    def text_channel_of(self, guild_id: int) -> int:
+        return self.text_channel_id if guild_id == self.guild_id else self.light_guilds[guild_id].text_channel_id
+
+    def is_member(self, user_id: int, guild_id: int) -> bool:
+        return user_id in self.members if guild_id == self.guild_id else user_id in self.users
 
     def dm_channel(self, user_id: int) -> int:
         if user_id not in self.dm_channels:
@@ -194,8 +245,12 @@ class World:
             raise ApiError(404, 10003, "Unknown Channel")
         return self.channels[channel_id]
 
-    def user_permissions(self, user_id: int) -> int:
+    def user_permissions(self, user_id: int, guild_id: int | None = None) -> int:
         """Guild-level permissions of a member (the owner and administrators get everything)."""
+        if guild_id in self.light_guilds:
+            if user_id == self.owner_id:
+                return PERMS_ALL
+            return PERMS_EVERYONE | (PERMS_BOT_ROLE if user_id == self.bot_user_id else 0)
         perms = int(self.roles[self.guild_id]["permissions"])
         for role_id in self.members.get(user_id, {}).get("roles", []):
             perms |= int(self.roles[role_id]["permissions"])
@@ -221,7 +276,7 @@ class World:
                                "Value must be one of {60, 1440, 4320, 10080}.")
         now = now_iso()
         thread: JSON = {
-            "id": str(thread_id), "type": CH_PUBLIC_THREAD, "guild_id": str(self.guild_id),
+            "id": str(thread_id), "type": CH_PUBLIC_THREAD, "guild_id": self.channels[parent_id]["guild_id"],
             "parent_id": str(parent_id), "owner_id": str(owner_id or self.bot_user_id), "name": name,
             "last_message_id": None, "message_count": 0, "member_count": 1, "rate_limit_per_user": 0, "flags": 0,
             "thread_metadata": {"archived": False, "auto_archive_duration": auto_archive_duration,
@@ -236,22 +291,55 @@ class World:
 
     # ------------------------------------------------------------------ payloads
 
-    def member_partial(self, user_id: int) -> JSON:
-        member = self.members[user_id]
+    def member_partial(self, user_id: int, guild_id: int | None = None) -> JSON:
+        light = self.light_guilds.get(guild_id or self.guild_id)
+        if light is not None:
+            roles = [light.bot_role_id] if user_id == self.bot_user_id else []
+            member: JSON = {"roles": roles, "joined_at": self.members[self.bot_user_id]["joined_at"]}
+        else:
+            member = self.members[user_id]
         return {"roles": [str(r) for r in member["roles"]], "joined_at": member["joined_at"], "nick": None,
                 "deaf": False, "mute": False, "flags": 0, "pending": False}
 
-    def member_payload(self, user_id: int) -> JSON:
-        return {"user": dict(self.users[user_id]), **self.member_partial(user_id)}
+    def member_payload(self, user_id: int, guild_id: int | None = None) -> JSON:
+        return {"user": dict(self.users[user_id]), **self.member_partial(user_id, guild_id)}
 
-    def guild_payload(self) -> JSON:
-        """GUILD_CREATE's data."""
+    def guild_payload(self, guild_id: int | None = None) -> JSON:
+        """GUILD_CREATE's data (of the main guild by default)."""
+        if guild_id is not None and guild_id != self.guild_id:
+            return self._light_guild_payload(self.light_guilds[guild_id])
         return {
             "id": str(self.guild_id), "name": "Fake Guild", "icon": None, "owner_id": str(self.owner_id),
             "features": [], "emojis": [], "stickers": [], "roles": list(self.roles.values()),
-            "channels": [c for c in self.channels.values() if c["type"] == CH_TEXT],
-            "threads": list(self.threads.values()), "members": [self.member_payload(u) for u in self.members],
+            "channels": [c for c in self.channels.values()
+                         if c["type"] == CH_TEXT and c["guild_id"] == str(self.guild_id)],
+            "threads": [t for t in self.threads.values() if t["guild_id"] == str(self.guild_id)],
+            "members": [self.member_payload(u) for u in self.members],
             "member_count": len(self.members), "large": False, "unavailable": False, "preferred_locale": "en-US",
+            "joined_at": self.members[self.bot_user_id]["joined_at"], "voice_states": [], "presences": [],
+        }
+
+    def _decor_channel(self, guild: LightGuild, n: int) -> JSON:
+        """A channel that only fills GUILD_CREATE (ids after the guild's roles: all below 1 << 17)."""
+        return {"id": str(guild.id + 1 + guild.more_roles + n), "type": CH_TEXT, "guild_id": str(guild.id),
+                "name": f"channel-{n}", "position": n + 1, "permission_overwrites": [], "nsfw": False,
+                "parent_id": None, "last_message_id": None, "rate_limit_per_user": 0, "flags": 0,
+                "topic": "a channel that is here to make the guild as big as a real one"}
+
+    def _light_guild_payload(self, guild: LightGuild) -> JSON:
+        """A small GUILD_CREATE: what a guild without the members and presences intents sends, and no more."""
+        gid = str(guild.id)
+        return {
+            "id": gid, "name": guild.name, "icon": None, "owner_id": str(self.owner_id), "features": [],
+            "emojis": [], "stickers": [], "large": False, "unavailable": False, "preferred_locale": "en-US",
+            "roles": [_role(guild.id, "@everyone", PERMS_EVERYONE, 0),
+                      _role(guild.bot_role_id, "FakeBot", PERMS_BOT_ROLE, 1, managed=True)
+                      | {"tags": {"bot_id": str(self.bot_user_id)}},
+                      *(_role(guild.id + 1 + n, f"role {n}", 0, 2 + n) for n in range(guild.more_roles))],
+            "channels": [self.channels[guild.text_channel_id],
+                         *(self._decor_channel(guild, n) for n in range(guild.more_channels))],
+            "threads": [t for t in self.threads.values() if t["guild_id"] == gid],
+            "members": [self.member_payload(self.bot_user_id, guild.id)], "member_count": len(self.users),
             "joined_at": self.members[self.bot_user_id]["joined_at"], "voice_states": [], "presences": [],
         }
 
@@ -282,8 +370,8 @@ class World:
             payload["thread"] = dict(self.threads[msg.thread_id])
         if gateway and guild_id is not None:
             payload["guild_id"] = str(guild_id)
-            if msg.webhook_id is None and msg.author_id in self.members:
-                payload["member"] = self.member_partial(msg.author_id)
+            if msg.webhook_id is None and self.is_member(msg.author_id, guild_id):
+                payload["member"] = self.member_partial(msg.author_id, guild_id)
         return payload
 
     def attachment_payload(self, channel_id: int, filename: str, data: bytes, content_type: str | None) -> JSON:
