@@ -10,7 +10,7 @@ from bot.chat.attachments import AttachmentLimits
 from bot.chat.pipeline import AnswerPipeline
 from bot.chat.view import AnswerOutcome, AnswerView
 from bot.logs import get_logger
-from bot.policy import GuildPolicy, Refusal
+from bot.policy import PLAIN_QUESTION, AskOptions, GuildPolicy, Refusal
 from bot.states import ChannelKind
 from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment, Turn
 
@@ -55,13 +55,14 @@ class ConversationService:
 
     async def ask(self, conversation: Conversation, *, author_id: int, content: str, message_id: int | None,
                   channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView,
-                  model: str | None = None, author_name: str | None = None) -> AnswerOutcome:
+                  model: str | None = None, author_name: str | None = None,
+                  options: AskOptions = PLAIN_QUESTION) -> AnswerOutcome:
         """Store the question at once (nothing said is lost while it waits), with who asked, then answer
         it in turn, by `model` for this question only when given (checked with `check_model` beforehand)."""
         question = await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
                                                  message_id=message_id, channel_id=channel_id, attachments=attachments,
                                                  author_name=author_name)
-        return await self.pipeline.answer(conversation, question, view, model=model)
+        return await self.pipeline.answer(conversation, question, view, model=model, options=options)
 
     def busy(self, conversation: Conversation) -> bool:
         """Whether an answer is being written in this conversation (a new question will wait)."""

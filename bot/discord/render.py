@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import discord
 
-from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, split_for_discord
+from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, sources_block, split_for_discord
 from bot.chat.view import AnswerOutcome
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
@@ -149,6 +149,8 @@ class DiscordAnswerView:
     def _closing(self, outcome: AnswerOutcome) -> str:
         """Notices, the error if any, and the footer, within one message."""
         tail: list[str] = [f"-# ℹ️ {n}" for n in self.notices]
+        if sources := sources_block(outcome.sources):
+            tail.insert(0, sources)
         if outcome.error_message:
             tail.append(f"⚠️ {outcome.error_message}")
         footer_line = ""

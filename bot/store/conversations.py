@@ -59,6 +59,7 @@ class Turn:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     author_name: str | None = None  # the member's display name when they wrote (user turns)
+    sources: list[tuple[str, str]] = field(default_factory=list)  # what an answer cited: (url, title)
 
     @classmethod
     def from_row(cls, row: Row) -> Turn:
@@ -72,6 +73,7 @@ class Turn:
             finish_reason=row["finish_reason"], cost_nusd=row["cost_nusd"],
             prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
             author_name=row["author_name"],
+            sources=[(str(u), str(t)) for u, t in json.loads(row["sources"] or "[]")],
         )
 
 
@@ -92,6 +94,7 @@ class AnswerRecord:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     cost_nusd: int | None = None
+    sources: Sequence[tuple[str, str]] = ()
 
 
 PDFS_RESENT = 2  # the PDFs of this many newest turns that carry any are sent again (each turn's files are bounded)
@@ -99,7 +102,7 @@ _NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.t
            "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
-                 "cost_nusd, prompt_tokens, completion_tokens, author_name")
+                 "cost_nusd, prompt_tokens, completion_tokens, author_name, sources")
 
 
 class ConversationRepo:
@@ -204,10 +207,12 @@ class ConversationRepo:
             "reasoning = CASE WHEN deleted_at IS NULL THEN ? END, status = ?, error = ?, model = COALESCE(?, model), "
             "provider = ?, generation_id = ?, finish_reason = ?, native_finish_reason = ?, prompt_tokens = ?, "
             "completion_tokens = ?, reasoning_tokens = ?, cost_nusd = ?, "
+            "sources = CASE WHEN deleted_at IS NULL THEN ? END, "
             "completed_at = now_utc() WHERE id = ?",
             (record.content, record.reasoning, record.status, record.error, record.model, record.provider,
              record.generation_id, record.finish_reason, record.native_finish_reason, record.prompt_tokens,
-             record.completion_tokens, record.reasoning_tokens, record.cost_nusd, turn_id),
+             record.completion_tokens, record.reasoning_tokens, record.cost_nusd,
+             json.dumps([list(s) for s in record.sources]) if record.sources else None, turn_id),
         )
 
     async def get_turn(self, turn_id: int) -> Turn | None:
@@ -254,7 +259,8 @@ class ConversationRepo:
                     "(SELECT id FROM turns WHERE discord_message_id = ? AND deleted_at IS NULL)", (message_id,))
                 changed += await tx.execute(
                     "UPDATE turns SET deleted_at = now_utc(), content = '', "
-                    "reasoning = NULL WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+                    "reasoning = NULL, sources = NULL WHERE discord_message_id = ? AND deleted_at IS NULL",
+                    (message_id,))
         if changed:  # the old text may still sit in the backend's log or old row versions
             await self.db.forget_erased()
         return changed

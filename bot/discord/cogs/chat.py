@@ -25,8 +25,8 @@ from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo
-from bot.policy import AUTO_MODEL, GuildPolicy, Refusal, not_a_model_id
-from bot.states import ChannelKind
+from bot.policy import AUTO_MODEL, PLAIN_QUESTION, AskOptions, GuildPolicy, Refusal, not_a_model_id
+from bot.states import ChannelKind, Effort
 from bot.store.conversations import Conversation, StoredAttachment
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 Interaction = discord.Interaction[Any]
 STOP_ID = "answer:stop"
+EFFORTS = [app_commands.Choice(name=f"{e.value} effort", value=e.value) for e in Effort]
 SWITCHED_OFF = "The moderators have switched the bot off in this channel."
 NOTE_SECONDS = 20.0  # how long a note in place of an answer stays
 
@@ -45,7 +46,8 @@ def model_choice(model: ModelInfo) -> app_commands.Choice[str]:
 
 
 def model_line(model: ModelInfo) -> str:
-    eye = " · 👁️ images" if model.vision else ""
+    eye = "".join((" · 👁️ images" if model.vision else "", " · 🧠 reasoning" if model.reasons else "",
+                   " · 🔎 searches natively" if model.web_search_price else ""))
     context = f"{model.context_length // 1000:,}k ctx" if model.context_length else "ctx ?"
     price = (f"in {per_million(model.prompt_price)} / out {per_million(model.completion_price)} per 1M tokens"
              if model.priced else "variable price")  # unknown is never shown as "free"
@@ -130,11 +132,12 @@ class ChatCog(commands.Cog):
 
     async def run_answer(self, conversation: Conversation, *, author: discord.abc.User, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
-                         view: DiscordAnswerView, model: str | None = None) -> AnswerOutcome:
+                         view: DiscordAnswerView, model: str | None = None,
+                         options: AskOptions = PLAIN_QUESTION) -> AnswerOutcome:
         try:
             return await self.conversations.ask(conversation, author_id=author.id, author_name=author.display_name,
                                                 content=content, message_id=message_id, channel_id=channel_id,
-                                                attachments=attachments, view=view, model=model)
+                                                attachments=attachments, view=view, model=model, options=options)
         finally:
             if view.stop_view is not None:
                 view.stop_view.stop()
@@ -143,9 +146,13 @@ class ChatCog(commands.Cog):
 
     @app_commands.command(name="chat", description="Ask a model. The conversation goes on in a thread.")
     @app_commands.describe(prompt="What to ask", model="Which model answers (default: the server's)",
-                           image="An image for the model to look at")
+                           image="An image for the model to look at",
+                           search="Search the web and cite sources (costs a little more)",
+                           reasoning="How hard a reasoning model thinks before it answers")
+    @app_commands.choices(reasoning=EFFORTS)
     async def chat_command(self, interaction: Interaction, prompt: app_commands.Range[str, 1, 6000],
-                           model: str | None = None, image: discord.Attachment | None = None) -> None:
+                           model: str | None = None, image: discord.Attachment | None = None,
+                           search: bool | None = None, reasoning: app_commands.Choice[str] | None = None) -> None:
         bind_log_context(guild=interaction.guild_id, channel=interaction.channel_id, user=interaction.user.id)
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable) or interaction.channel_id is None:
@@ -180,7 +187,8 @@ class ChatCog(commands.Cog):
                               rejected=rejected, asked_in=interaction.id, interaction=True)
         await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
-                              model=model_id if this_turn_only else None)
+                              model=model_id if this_turn_only else None,
+                              options=AskOptions(search, Effort(reasoning.value) if reasoning else None))
         if existing is None:
             await self.open_thread(conversation, view, prompt)
 
