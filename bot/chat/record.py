@@ -7,8 +7,10 @@ from decimal import Decimal
 from bot.chat.stream import Streamed
 from bot.chat.view import AnswerOutcome
 from bot.money import from_nusd, to_nusd
-from bot.states import AnswerStatus, CostSource
+from bot.states import AnswerStatus, CostSource, TurnStatus
 from bot.store.conversations import AnswerRecord, Turn
+
+REPLACING = frozenset({TurnStatus.COMPLETE, TurnStatus.STOPPED})  # with text: it replaces earlier answers
 
 
 def answer_record(streamed: Streamed, cost: Decimal | None) -> AnswerRecord:
@@ -23,6 +25,7 @@ def answer_record(streamed: Streamed, cost: Decimal | None) -> AnswerRecord:
         reasoning_tokens=usage.reasoning_tokens if usage else None,
         cost_nusd=to_nusd(cost) if cost is not None else None,
         sources=[(c.url, c.title) for c in completion.citations],
+        replaces_earlier=bool(completion.content.strip()) and streamed.status in REPLACING,
     )
 
 
