@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,7 +21,7 @@ from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
 from bot.discord.files import read_attachments
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, OpenFirst
+from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, FinalView, OpenFirst
 from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
@@ -111,10 +112,12 @@ class ChatCog(commands.Cog):
         return choices[:25]
 
     def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
-                  rejected: Sequence[Rejected], asked_in: int, interaction: bool = False) -> DiscordAnswerView:
-        """The view of one answer; `asked_in` is the question's Discord id (the interaction or the message)."""
-        async def send_more(text: str) -> discord.Message:
-            return await channel.send(text, allowed_mentions=NO_MENTIONS)
+                  rejected: Sequence[Rejected], asked_in: int, guild_id: int | None,
+                  interaction: bool = False) -> DiscordAnswerView:
+        """The view of one answer; `asked_in` is the question's Discord id (the interaction or the message).
+        A finished answer gets the buttons to answer again (the `again` extension's)."""
+        async def send_more(text: str, view: discord.ui.View | None = None) -> discord.Message:
+            return await channel.send(text, view=view, allowed_mentions=NO_MENTIONS)  # type: ignore[arg-type]
 
         return DiscordAnswerView(
             open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
@@ -123,7 +126,13 @@ class ChatCog(commands.Cog):
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
             metrics=self.bot.core.metrics, asked_at=discord.utils.snowflake_time(asked_in).timestamp(),
+            final_view=self.final_view(guild_id),
         )
+
+    def final_view(self, guild_id: int | None) -> FinalView | None:
+        again = self.bot.get_cog("AgainCog")
+        final_view: Callable[..., Awaitable[discord.ui.View | None]] | None = getattr(again, "final_view", None)
+        return None if final_view is None else functools.partial(final_view, guild_id=guild_id)
 
     def token_deadline(self) -> float:
         """When to stop editing an interaction's response with its token (a margin before it expires)."""
@@ -184,7 +193,8 @@ class ChatCog(commands.Cog):
             return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
-                              rejected=rejected, asked_in=interaction.id, interaction=True)
+                              rejected=rejected, asked_in=interaction.id, guild_id=interaction.guild_id,
+                              interaction=True)
         await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None,
@@ -303,7 +313,7 @@ class ChatCog(commands.Cog):
             return await message.reply(THINKING, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected,
-                              asked_in=message.id)
+                              asked_in=message.id, guild_id=message.guild.id if message.guild else None)
         if waiting:
             await view.begin()  # say at once that this message was seen and waits its turn
         await self.run_answer(conversation, author=message.author, content=content, message_id=message.id,

@@ -357,6 +357,9 @@ class Interactions:
         inter.target_message_id = msg.id
         data: JSON = {"custom_id": custom_id, "component_type": comp.get("type", 2)}
         if comp.get("type") != 2:
+            offered = {o.get("value") for o in comp.get("options") or ()}
+            if comp.get("type") == 3 and not set(values or ()) <= offered:  # Discord sends only offered values
+                raise ValueError(f"{values} are not among the options of {custom_id!r}")
             data["values"] = list(values or [])
         inter.payload |= {"data": data, "message": self.world.message_payload(msg)}
         await self._dispatch(inter)
