@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
+from bot.costs import WEB_MAX_USES, WEB_RESULTS
 from bot.openrouter.catalogue import ModelCatalogue
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo, ProviderPreferences
+from bot.states import Effort, SearchMode
 from bot.store.guilds import ChannelSettings, GuildRepo, GuildSettings
 
 AUTO_MODEL = "openrouter/auto"
+# OpenRouter's routing variants: web search, the fastest provider, the cheapest one. Allowed wherever the
+# model itself is; `:online` becomes the `web` plugin, so the results a search brings are bounded.
+ROUTING_SUFFIXES = (":online", ":nitro", ":floor")
+ONLINE = ":online"
+WEB_PLUGIN: dict[str, object] = {"id": "web", "max_results": WEB_RESULTS, "max_uses": WEB_MAX_USES}
 PATTERN_SHAPE = re.compile(r"^[A-Za-z0-9*?._:/\-\[\]]+$")
 
 
@@ -48,6 +55,58 @@ def model_allowed(model_id: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(model_id, pattern) for pattern in patterns)
 
 
+def split_variant(model_id: str) -> tuple[str, str]:
+    """`vendor/model:online` → (`vendor/model`, `:online`); an id without a routing suffix → (id, "")."""
+    for suffix in ROUTING_SUFFIXES:
+        if model_id.endswith(suffix) and len(model_id) > len(suffix):
+            return model_id[: -len(suffix)], suffix
+    return model_id, ""
+
+
+def variant_allowed(model_id: str, patterns: Iterable[str]) -> bool:
+    """Allowed as written, or a routing variant of an allowed model."""
+    patterns = list(patterns)
+    base, suffix = split_variant(model_id)
+    return model_allowed(model_id, patterns) or (bool(suffix) and model_allowed(base, patterns))
+
+
+def search_choice(mode: SearchMode, asked: bool | None, online: bool) -> bool | Refusal:
+    """Whether an answer searches the web: when the question asks (or its model is an `:online` one),
+    else when the server says always; refused where the server turned search off."""
+    wanted = online or (asked if asked is not None else mode is SearchMode.ALWAYS)
+    if wanted and mode is SearchMode.OFF:
+        return Refusal("Web search is turned off on this server, so this cannot be answered with it.")
+    return wanted
+
+
+def reasoning_choice(settings: GuildSettings, asked: Effort | None,
+                     model: ModelInfo | None) -> dict[str, object] | Refusal | None:
+    """The `reasoning` of a request: the effort asked, else the server's default, and whether reasoning
+    is left out; only for models that take it (the auto router gets what was asked)."""
+    if model is not None and not model.reasons:
+        if asked is not None:
+            return Refusal(f"`{model.id}` does not take a reasoning effort. Ask without one, or pick a "
+                           f"reasoning model with `/models`.")
+        return None
+    reasoning: dict[str, object] = {}
+    if effort := asked or settings.reasoning_effort:
+        reasoning["effort"] = str(effort)
+    if settings.reasoning_excluded:
+        reasoning["exclude"] = True
+    return reasoning or None
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    """What one question asks beyond its text: web search, a reasoning effort (None: the server's)."""
+
+    search: bool | None = None
+    effort: Effort | None = None
+
+
+PLAIN_QUESTION = AskOptions()  # nothing asked beyond the text: the server's settings apply
+
+
 def allowed_among(models: Iterable[ModelInfo], patterns: Sequence[str]) -> list[ModelInfo]:
     return [m for m in models if model_allowed(m.id, patterns)]
 
@@ -67,6 +126,8 @@ class RequestPlan:
     provider: ProviderPreferences | None = None
     system_prompt: str | None = None
     plugins: tuple[dict[str, object], ...] = ()
+    reasoning: dict[str, object] | None = None
+    web_search: bool = False  # the `web` plugin is among the plugins: its fees and results are held
 
 
 class Planned(NamedTuple):
@@ -116,7 +177,7 @@ class GuildPolicy:
         patterns = await self.patterns(guild_id)
         if model_id == AUTO_MODEL:
             return model_allowed(AUTO_MODEL, patterns) or bool(self.auto_candidates(patterns))
-        return model_allowed(model_id, patterns)
+        return variant_allowed(model_id, patterns)
 
     def auto_candidates(self, patterns: Sequence[str]) -> list[ModelInfo]:
         return [m for m in allowed_among(self.catalogue.all(), patterns) if m.id != AUTO_MODEL]
@@ -148,8 +209,9 @@ class GuildPolicy:
         model_id = model_id.strip()
         if (shape := not_a_model_id(model_id)) is not None:
             return shape
+        base, suffix = split_variant(model_id)
         try:
-            info = None if model_id == AUTO_MODEL else await self.model_info(model_id)
+            info = None if model_id == AUTO_MODEL else await self.model_info(base)
         except OpenRouterError as exc:
             return Refusal(f"The models list is unavailable right now: {exc.user_message}")
         if model_id != AUTO_MODEL and info is None:
@@ -159,7 +221,7 @@ class GuildPolicy:
             return Refusal(f"`{model_id}` is not a model OpenRouter offers.{hint}")
         if not await self.is_allowed(guild_id, model_id):
             return await self.refusal_for(guild_id, model_id)
-        return info.id if info else model_id
+        return info.id + suffix if info else model_id
 
     async def search_allowed(self, guild_id: int | None, query: str, *, limit: int) -> tuple[list[ModelInfo], int]:
         """Allowed models matching `query`, best first (at most `limit`), and how many match in all."""
@@ -184,37 +246,55 @@ class GuildPolicy:
 
     # -- the plan of one answer ----------------------------------------------------------------
 
-    async def plan(self, guild_id: int | None, model_id: str, channel_id: int | None = None) -> Planned | Refusal:
+    async def plan(self, guild_id: int | None, model_id: str, channel_id: int | None = None,
+                   options: AskOptions = PLAIN_QUESTION) -> Planned | Refusal:
         """What to request for an answer by `model_id` here (in `channel_id`, a server channel whose
-        persona applies), and every model it may end up on."""
+        persona applies), as `options` ask, and every model it may end up on."""
         await self.catalogue.ensure_loaded()
         patterns = await self.patterns(guild_id)
         settings = await self.settings(guild_id)
-        persona = (await self.channel(guild_id, channel_id)).system_prompt
-        plugins: tuple[dict[str, object], ...] = ()
-        if model_id == AUTO_MODEL:
-            candidates = self.auto_candidates(patterns)
-            if not candidates:
-                return await self.refusal_for(guild_id, model_id)
-            # the auto router may only pick among the allowed models
-            plugins = ({"id": "auto-router", "allowed_models": list(patterns)},)
-        else:
-            if not model_allowed(model_id, patterns):
-                return await self.refusal_for(guild_id, model_id)
-            info = self.catalogue.get(model_id)
-            if info is None:
-                return Refusal(f"The model `{model_id}` is not available on OpenRouter. Pick another with `/model`.")
-            candidates = [info]
-        fallbacks = self._fallbacks(model_id, patterns) if settings.allow_fallbacks else ()
+        base, suffix = split_variant(model_id)
+        routed = self._routed(model_id, base, patterns)
+        if routed is None:
+            return await self.refusal_for(guild_id, model_id)
+        if isinstance(routed, Refusal):
+            return routed
+        candidates, plugins = routed
+        search = search_choice(settings.web_search, options.search, suffix == ONLINE)
+        reasoning = reasoning_choice(settings, options.effort, None if model_id == AUTO_MODEL else candidates[0])
+        if isinstance(search, Refusal) or isinstance(reasoning, Refusal):
+            return search if isinstance(search, Refusal) else reasoning  # type: ignore[return-value]
+        fallbacks = self._fallbacks(base, patterns) if settings.allow_fallbacks else ()
         candidates += [info for m in fallbacks if (info := self.catalogue.get(m)) is not None]
         provider = ProviderPreferences(
             sort=settings.provider_sort,  # type: ignore[arg-type]
             data_collection="deny" if settings.deny_data_collection else None,
             allow_fallbacks=None if settings.allow_fallbacks else False,
         )
-        plan = RequestPlan(model=model_id, max_tokens=self.max_answer_tokens, fallback_models=fallbacks,
-                           provider=provider, system_prompt=persona or settings.system_prompt, plugins=plugins)
+        persona = (await self.channel(guild_id, channel_id)).system_prompt
+        plan = RequestPlan(model=base if suffix == ONLINE else model_id, max_tokens=self.max_answer_tokens,
+                           fallback_models=fallbacks, provider=provider,
+                           system_prompt=persona or settings.system_prompt,
+                           plugins=plugins + ((WEB_PLUGIN,) if search else ()), reasoning=reasoning,
+                           web_search=search)
         return Planned(plan, candidates)
+
+    def _routed(self, model_id: str, base: str, patterns: Sequence[str]
+                ) -> tuple[list[ModelInfo], tuple[dict[str, object], ...]] | Refusal | None:
+        """The models an answer by `model_id` may come from, and the auto router's plugin when it picks;
+        None when the server does not allow it."""
+        if model_id == AUTO_MODEL:
+            candidates = self.auto_candidates(patterns)
+            if not candidates:
+                return None
+            # the auto router may only pick among the allowed models
+            return candidates, ({"id": "auto-router", "allowed_models": list(patterns)},)
+        if not variant_allowed(model_id, patterns):
+            return None
+        info = self.catalogue.get(base)
+        if info is None:
+            return Refusal(f"The model `{model_id}` is not available on OpenRouter. Pick another with `/model`.")
+        return [info], ()
 
     def _fallbacks(self, model_id: str, patterns: Sequence[str]) -> tuple[str, ...]:
         return tuple(m for m in self.fallback_models

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from bot.costs import affordable_completion_tokens, estimate_cost
+from bot.costs import affordable_completion_tokens, estimate_cost, web_search_fee
 from bot.logs import get_logger
 from bot.metrics import Metrics
 from bot.money import from_nusd, to_nusd, usd
@@ -62,19 +62,23 @@ class Pricing:
     request: Decimal = Decimal(0)
     image: Decimal = Decimal(0)
     pdf_page: Decimal = Decimal(0)
+    search: Decimal = Decimal(0)  # a web search's fees, when the answer searches
 
     @classmethod
-    def worst_of(cls, models: Sequence[ModelInfo], stand_ins: Sequence[ModelInfo] = ()) -> Pricing | None:
+    def worst_of(cls, models: Sequence[ModelInfo], stand_ins: Sequence[ModelInfo] = (), *,
+                 web_search: bool = False) -> Pricing | None:
         """The dearest prices among `models`. A model whose price is unknown or variable is stood in for
-        by the dearest of `stand_ins` (the allowed models); None when no price is known at all."""
+        by the dearest of `stand_ins` (the allowed models); None when no price is known at all, or when
+        the answer searches the web and a model's search price is unknown."""
         priced = [m for m in models if m.priced]
         if len(priced) < len(models):
             priced += [m for m in stand_ins if m.priced]
-        if not priced:
+        search = web_search_fee(models) if web_search else Decimal(0)
+        if not priced or search is None:
             return None
         parser_fee = PDF_PARSER_FEE_PER_PAGE if any(not m.reads_files for m in models) else Decimal(0)
         return cls(max(m.worst_prompt_price for m in priced), max(m.worst_completion_price for m in priced),
-                   max(m.request_price for m in priced), max(m.image_price for m in priced), parser_fee)
+                   max(m.request_price for m in priced), max(m.image_price for m in priced), parser_fee, search)
 
     def as_model(self) -> ModelInfo:
         return ModelInfo(id="(worst case)", name="", context_length=0, max_completion_tokens=None,
@@ -181,7 +185,7 @@ class QuotaService:
             return QuotaRefusal(f"OpenRouter does not list a fixed price for `{model}`, so it cannot be used while "
                                 f"a spending limit applies here. Pick a model with a listed price with `/model`.")
         worst = (pricing or Pricing(Decimal(0), Decimal(0))).as_model()
-        fees = pricing.pdf_page * pdf_pages if pricing else Decimal(0)
+        fees = pricing.pdf_page * pdf_pages + pricing.search if pricing else Decimal(0)
         chosen = {"max_tokens": max_tokens}
 
         def cost(tokens: int) -> int:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 from bot.money import from_nusd, to_nusd, usd
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import AUTO_MODEL, GuildPolicy, valid_pattern
 from bot.quotas import QuotaService
+from bot.states import Effort, SearchMode
 from bot.store.guilds import AuditEntry, ChannelSetting, ChannelSettings, GuildRepo, Setting
 
 
@@ -60,6 +62,9 @@ class Overview:
     system_prompt: str
     system_prompt_is_default: bool
     channels: list[ChannelSettings]
+    web_search: SearchMode
+    reasoning_effort: str | None
+    reasoning_excluded: bool
 
 
 class ServerConfig:
@@ -143,6 +148,28 @@ class ServerConfig:
                                           action="allow fallbacks", old_text=str(old.allow_fallbacks),
                                           new_text=str(allow_fallbacks))
 
+    async def set_web_search(self, guild_id: int, mode: SearchMode, *, actor: int) -> Changed:
+        old = (await self.guilds.settings(guild_id)).web_search
+        if old is mode:
+            return Changed(Change.UNCHANGED)
+        await self.guilds.set_setting(guild_id, Setting.WEB_SEARCH, mode.value, actor_id=actor, action="web search",
+                                      old_text=old.value, new_text=mode.value)
+        return Changed(Change.DONE, old=old.value)
+
+    async def set_reasoning(self, guild_id: int, *, actor: int, effort: Effort | Literal["default"] | None = None,
+                            excluded: bool | None = None) -> None:
+        """Change what is given: the effort asked of reasoning models (`"default"`: the model's own) and
+        whether their reasoning is left out."""
+        old = await self.guilds.settings(guild_id)
+        if effort is not None:
+            value = None if effort == "default" else str(effort)
+            await self.guilds.set_setting(guild_id, Setting.REASONING_EFFORT, value, actor_id=actor,
+                                          action="reasoning effort", old_text=old.reasoning_effort, new_text=value)
+        if excluded is not None:
+            await self.guilds.set_setting(guild_id, Setting.REASONING_EXCLUDED, int(excluded), actor_id=actor,
+                                          action="reasoning left out", old_text=str(old.reasoning_excluded),
+                                          new_text=str(excluded))
+
     # -- one channel ------------------------------------------------------------------------------
 
     async def set_channel_persona(self, guild_id: int, channel_id: int, prompt: str | None, *, actor: int) -> None:
@@ -187,7 +214,8 @@ class ServerConfig:
             month=report.month, spent=report.guild_spent, resets=report.resets, provider_sort=s.provider_sort,
             deny_data_collection=s.deny_data_collection, allow_fallbacks=s.allow_fallbacks,
             system_prompt=s.system_prompt or self.operator_system_prompt,
-            system_prompt_is_default=not s.system_prompt, channels=await self.guilds.channels(guild_id))
+            system_prompt_is_default=not s.system_prompt, channels=await self.guilds.channels(guild_id),
+            web_search=s.web_search, reasoning_effort=s.reasoning_effort, reasoning_excluded=s.reasoning_excluded)
 
     async def audit(self, guild_id: int, limit: int = 15) -> list[AuditEntry]:
         return await self.guilds.audit(guild_id, limit=limit)

@@ -67,3 +67,19 @@ class ChannelKind(StrEnum):
     THREAD = "thread"
     DM = "dm"
     CHANNEL = "channel"  # a server's text channel: a mention starts a conversation there
+
+
+class SearchMode(StrEnum):
+    """When answers on a server search the web (`guild_settings.web_search`)."""
+
+    OFF = "off"
+    ON_REQUEST = "on_request"  # when `/chat search:True` (or a model's `:online`) asks
+    ALWAYS = "always"
+
+
+class Effort(StrEnum):
+    """How hard a reasoning model thinks (OpenRouter's `reasoning.effort`)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"

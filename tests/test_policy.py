@@ -14,9 +14,14 @@ from bot.policy import (
     allowed_among,
     is_pattern,
     model_allowed,
+    reasoning_choice,
+    search_choice,
+    split_variant,
     valid_pattern,
+    variant_allowed,
 )
-from bot.store.guilds import GuildRepo
+from bot.states import Effort, SearchMode
+from bot.store.guilds import GuildRepo, GuildSettings
 from bot.store.sqlite import SqliteDatabase
 from tests.conftest import fixture_json
 
@@ -116,3 +121,50 @@ async def test_server_settings_shape_the_plan(policy: GuildPolicy) -> None:
     assert plan.fallback_models == () and plan.system_prompt == "Be a pirate."
     with pytest.raises(ValueError):
         await g.set_setting(1, "guild_id; DROP TABLE x", 1, actor_id=1, action="x", old_text=None, new_text=None)
+
+
+@pytest.mark.parametrize(("model", "patterns", "allowed"), [
+    ("openai/gpt-4o:online", ["openai/*"], True),  # a routing variant of an allowed model
+    ("openai/gpt-4o:nitro", ["openai/gpt-4o"], True),
+    ("openai/gpt-4o:floor", ["openai/gpt-4o"], True),
+    ("anthropic/claude-sonnet-4:online", ["openai/*"], False),  # the base model is not allowed
+    ("openai/gpt-4o:extended", ["openai/gpt-4o"], False),  # not a routing variant
+    ("openai/gpt-4o:online", ["openai/gpt-4o:online"], True),  # allowed as written
+])
+def test_routing_variants_follow_their_base_model(model: str, patterns: list[str], allowed: bool) -> None:
+    assert variant_allowed(model, patterns) is allowed
+
+
+def test_split_variant() -> None:
+    assert split_variant("openai/gpt-4o:online") == ("openai/gpt-4o", ":online")
+    assert split_variant("meta-llama/llama-3.3-70b-instruct:free") == ("meta-llama/llama-3.3-70b-instruct:free", "")
+    assert split_variant(":online") == (":online", "")
+
+
+@pytest.mark.parametrize(("mode", "asked", "online", "expected"), [
+    (SearchMode.ON_REQUEST, None, False, False),
+    (SearchMode.ON_REQUEST, True, False, True),
+    (SearchMode.ON_REQUEST, None, True, True),
+    (SearchMode.ALWAYS, None, False, True),
+    (SearchMode.ALWAYS, False, False, False),  # a member may ask without
+    (SearchMode.ALWAYS, False, True, True),  # but an :online model searches
+    (SearchMode.OFF, None, False, False),
+    (SearchMode.OFF, True, False, None),
+    (SearchMode.OFF, None, True, None),
+])
+def test_search_choice(mode: SearchMode, asked: bool | None, online: bool, expected: bool | None) -> None:
+    chosen = search_choice(mode, asked, online)
+    assert isinstance(chosen, Refusal) if expected is None else chosen is expected
+
+
+def test_reasoning_choice() -> None:
+    sonnet, gpt4o = MODELS[0], MODELS[2]
+    assert sonnet.reasons and not gpt4o.reasons
+    plain, strict = GuildSettings(1), GuildSettings(1, reasoning_effort="medium", reasoning_excluded=True)
+    assert reasoning_choice(plain, None, sonnet) is None
+    assert reasoning_choice(plain, Effort.HIGH, sonnet) == {"effort": "high"}
+    assert reasoning_choice(strict, None, sonnet) == {"effort": "medium", "exclude": True}
+    assert reasoning_choice(strict, Effort.LOW, sonnet) == {"effort": "low", "exclude": True}
+    assert reasoning_choice(strict, None, gpt4o) is None  # the server's default skips models without it
+    assert isinstance(reasoning_choice(plain, Effort.LOW, gpt4o), Refusal)  # asked for: said why not
+    assert reasoning_choice(plain, Effort.LOW, None) == {"effort": "low"}  # the auto router gets what was asked

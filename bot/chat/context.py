@@ -158,7 +158,8 @@ def ordered_history(turns: Sequence[Turn], current: Turn) -> list[Turn]:
     """The turns before `current`, each answer right after the question it answers.
 
     Messages can arrive while an answer streams; ordering by id alone would put a later question
-    before an earlier answer.
+    before an earlier answer. A regenerated answer that succeeded has replaced the earlier one in
+    the store (superseded answers are not read); of the answers left, the first is the question's.
     """
     answers: dict[int, list[Turn]] = {}
     for turn in turns:
@@ -169,7 +170,8 @@ def ordered_history(turns: Sequence[Turn], current: Turn) -> list[Turn]:
         if turn.role != "user" or turn.id >= current.id:
             continue
         ordered.append(turn)
-        ordered.extend(answers.get(turn.id, ()))
+        # one answer per question: a later one failed (the one it would have replaced is still there)
+        ordered.extend(answers.get(turn.id, ())[:1])
     return ordered
 
 

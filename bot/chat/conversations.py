@@ -4,17 +4,26 @@ it, switch its model, and forget what people deleted. The one entry point of the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from bot.chat.active import ActiveAnswer, ActiveAnswers
 from bot.chat.attachments import AttachmentLimits
 from bot.chat.pipeline import AnswerPipeline
 from bot.chat.view import AnswerOutcome, AnswerView
 from bot.logs import get_logger
-from bot.policy import GuildPolicy, Refusal
-from bot.states import ChannelKind
+from bot.policy import PLAIN_QUESTION, AskOptions, GuildPolicy, Refusal
+from bot.states import ChannelKind, TurnStatus
 from bot.store.conversations import Conversation, ConversationRepo, StoredAttachment, Turn
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Again:
+    """A question to answer again, in its conversation."""
+
+    conversation: Conversation
+    question: Turn
 
 
 class ConversationService:
@@ -55,13 +64,46 @@ class ConversationService:
 
     async def ask(self, conversation: Conversation, *, author_id: int, content: str, message_id: int | None,
                   channel_id: int | None, attachments: Sequence[StoredAttachment], view: AnswerView,
-                  model: str | None = None, author_name: str | None = None) -> AnswerOutcome:
+                  model: str | None = None, author_name: str | None = None,
+                  options: AskOptions = PLAIN_QUESTION) -> AnswerOutcome:
         """Store the question at once (nothing said is lost while it waits), with who asked, then answer
         it in turn, by `model` for this question only when given (checked with `check_model` beforehand)."""
         question = await self.repo.add_user_turn(conversation.id, author_id=author_id, content=content,
                                                  message_id=message_id, channel_id=channel_id, attachments=attachments,
                                                  author_name=author_name)
-        return await self.pipeline.answer(conversation, question, view, model=model)
+        return await self.pipeline.answer(conversation, question, view, model=model, options=options)
+
+    async def again(self, answer_turn_id: int) -> Again | Refusal:
+        """What answering a question again (Regenerate, retry with another model) needs, from one of
+        its answers: refused when that answer was replaced or is still being written."""
+        answer = await self.repo.get_turn(answer_turn_id)
+        question = await self.repo.get_turn(answer.reply_to, live=True) if answer and answer.reply_to else None
+        conversation = await self.repo.get(answer.conversation_id) if answer else None
+        if answer is None or question is None or conversation is None:
+            return Refusal("This answer's question is gone, so it cannot be answered again.")
+        if answer.superseded_by is not None:
+            return Refusal("A newer answer has replaced this one: use the buttons under that one.")
+        if answer.status is TurnStatus.STREAMING:
+            return Refusal("This answer is still being written.")
+        return Again(conversation, question)
+
+    async def answer_again(self, again: Again, view: AnswerView, *, model: str | None = None) -> AnswerOutcome:
+        """Answer the question again, by `model` for this answer only when given (checked beforehand);
+        a new answer with something to say replaces the earlier ones in the history."""
+        return await self.pipeline.answer(again.conversation, again.question, view, model=model)
+
+    async def question_edited(self, message_id: int, content: str) -> Again | None:
+        """A member edited a question: its stored text follows. Returned when it is still its
+        conversation's last question (it is answered again), else None."""
+        question = await self.repo.question_by_message(message_id)
+        if question is None or question.content == content:
+            return None
+        await self.repo.edit_question(question.id, content)
+        last = await self.repo.last_question(question.conversation_id)
+        conversation = await self.repo.get(question.conversation_id)
+        if last is None or last.id != question.id or conversation is None:
+            return None
+        return Again(conversation, replace(question, content=content))
 
     def busy(self, conversation: Conversation) -> bool:
         """Whether an answer is being written in this conversation (a new question will wait)."""

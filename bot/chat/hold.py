@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from bot.chat.context import worst_case_prompt
 from bot.chat.plan import AnswerPlan
+from bot.costs import web_search_tokens
 from bot.quotas import Pricing, QuotaRefusal, QuotaService, Reservation
 from bot.states import CostSource
 
@@ -21,12 +22,17 @@ class BudgetHolds:
 
     async def take(self, plan: AnswerPlan) -> Reservation | QuotaRefusal:
         """Hold the worst case: the dearest prices, the prompt counted a token per byte and PDFs by
-        their pages (with the PDF parser's fee when a model that does not read PDFs may answer)."""
+        their pages (with the PDF parser's fee when a model that does not read PDFs may answer), a web
+        search's fees and the results it brings. Reasoning tokens are output tokens: `max_tokens`
+        bounds them with the answer, so the hold of `max_tokens` covers them."""
         prompt = worst_case_prompt(plan.context.messages)
+        searching = plan.request_plan.web_search
+        pricing = Pricing.worst_of(plan.candidates, plan.price_stand_ins, web_search=searching)
         return await self.quotas.reserve(
             guild_id=plan.conversation.guild_id, user_id=plan.question.author_id or 0,
-            model=plan.request_plan.model, pricing=Pricing.worst_of(plan.candidates, plan.price_stand_ins),
-            prompt_tokens=prompt.tokens, images=plan.images, max_tokens=plan.max_tokens, pdf_pages=prompt.pdf_pages)
+            model=plan.request_plan.model, pricing=pricing,
+            prompt_tokens=prompt.tokens + (web_search_tokens() if searching else 0), images=plan.images,
+            max_tokens=plan.max_tokens, pdf_pages=prompt.pdf_pages)
 
     async def link(self, reservation: Reservation, turn_id: int) -> None:
         await self.quotas.link_turn(reservation, turn_id)

@@ -23,7 +23,7 @@ from bot.chat.stream import AnswerStreamer
 from bot.chat.view import AnswerOutcome, AnswerView
 from bot.logs import get_logger
 from bot.metrics import Metrics
-from bot.policy import Refusal
+from bot.policy import PLAIN_QUESTION, AskOptions, Refusal
 from bot.quotas import QuotaRefusal, Reservation
 from bot.store.conversations import Conversation, ConversationRepo, Turn
 from bot.store.database import STORE_ERRORS, Durability
@@ -48,9 +48,9 @@ class AnswerPipeline:
         self.metrics = metrics or Metrics()
 
     async def answer(self, conversation: Conversation, question: Turn, view: AnswerView, *,
-                     model: str | None = None) -> AnswerOutcome:
+                     model: str | None = None, options: AskOptions = PLAIN_QUESTION) -> AnswerOutcome:
         """Answer `question` in `conversation`, one answer at a time per conversation; `model` answers
-        this question only (the conversation keeps its own)."""
+        this question only (the conversation keeps its own), with what `options` ask."""
         async with self.active.lock_for(conversation.id):
             if self.active.closing:
                 return await self._refuse(view, RESTARTING)
@@ -58,10 +58,11 @@ class AnswerPipeline:
             if model is not None:
                 fresh = replace(fresh, model=model)
             with structlog.contextvars.bound_contextvars(conversation=conversation.id, model=fresh.model):
-                return await self._answer(fresh, question, view)
+                return await self._answer(fresh, question, view, options)
 
-    async def _answer(self, conversation: Conversation, question: Turn, view: AnswerView) -> AnswerOutcome:
-        plan = await self.planner.plan(conversation, question)
+    async def _answer(self, conversation: Conversation, question: Turn, view: AnswerView,
+                      options: AskOptions) -> AnswerOutcome:
+        plan = await self.planner.plan(conversation, question, options)
         if isinstance(plan, Refusal):
             return await self._refuse(view, plan.message)
         for text in plan.notices:
@@ -97,7 +98,8 @@ class AnswerPipeline:
             request = plan.request(reservation.max_tokens, reservation.price_cap)
             streamed = await self.streamer.run(request, view, active)
             cost, source = await self.settler.cost_of(streamed.completion, plan.model,
-                                                      prompt_tokens=plan.context.prompt_tokens, images=plan.images)
+                                                      prompt_tokens=plan.context.prompt_tokens, images=plan.images,
+                                                      searched=plan.request_plan.web_search)
         except BaseException:
             await self._land("release a hold", partial(self.holds.release, reservation, may_have_run=True))
             raise

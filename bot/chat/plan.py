@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bot.chat.context import BuiltContext, build_context, count_images
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ChatRequest, MaxPrice, ModelInfo, ProviderPreferences
-from bot.policy import AUTO_MODEL, GuildPolicy, Planned, Refusal, RequestPlan
+from bot.policy import AUTO_MODEL, PLAIN_QUESTION, AskOptions, GuildPolicy, Planned, Refusal, RequestPlan
 from bot.states import AttachmentKind
 from bot.store.conversations import Conversation, ConversationRepo, Turn
 
@@ -59,6 +59,7 @@ class AnswerPlan:
             models=[m for m in plan.fallback_models if m != plan.model] or None,
             provider=provider,
             plugins=list(plan.plugins) or None,
+            reasoning=plan.reasoning,
             max_tokens=max_tokens,
             user=pseudonymous_user(self.question.author_id),
             session_id=f"conversation-{self.conversation.id}",
@@ -91,9 +92,11 @@ class AnswerPlanner:
         self.system_prompt = system_prompt
         self.images_resent = images_resent
 
-    async def plan(self, conversation: Conversation, question: Turn) -> AnswerPlan | Refusal:
+    async def plan(self, conversation: Conversation, question: Turn,
+                   options: AskOptions = PLAIN_QUESTION) -> AnswerPlan | Refusal:
         try:
-            planned = await self.policy.plan(conversation.guild_id, conversation.model, conversation.home_channel_id)
+            planned = await self.policy.plan(conversation.guild_id, conversation.model, conversation.home_channel_id,
+                                             options)
         except OpenRouterError as exc:
             return Refusal(f"The models list is unavailable right now: {exc.user_message}")
         if isinstance(planned, Refusal):

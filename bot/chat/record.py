@@ -7,8 +7,10 @@ from decimal import Decimal
 from bot.chat.stream import Streamed
 from bot.chat.view import AnswerOutcome
 from bot.money import from_nusd, to_nusd
-from bot.states import AnswerStatus, CostSource
+from bot.states import AnswerStatus, CostSource, TurnStatus
 from bot.store.conversations import AnswerRecord, Turn
+
+REPLACING = frozenset({TurnStatus.COMPLETE, TurnStatus.STOPPED})  # with text: it replaces earlier answers
 
 
 def answer_record(streamed: Streamed, cost: Decimal | None) -> AnswerRecord:
@@ -22,6 +24,8 @@ def answer_record(streamed: Streamed, cost: Decimal | None) -> AnswerRecord:
         completion_tokens=usage.completion_tokens if usage else None,
         reasoning_tokens=usage.reasoning_tokens if usage else None,
         cost_nusd=to_nusd(cost) if cost is not None else None,
+        sources=[(c.url, c.title) for c in completion.citations],
+        replaces_earlier=bool(completion.content.strip()) and streamed.status in REPLACING,
     )
 
 
@@ -33,7 +37,7 @@ def answer_outcome(streamed: Streamed, cost: Decimal | None, source: CostSource 
         model=completion.model or planned_model, provider=completion.provider,
         tokens=usage.total_tokens if usage else None, cost=cost, cost_source=source,
         finish_reason=completion.finish_reason, error_message=error.user_message if error else None,
-        stopped_by=stopped_by, turn_id=turn_id,
+        stopped_by=stopped_by, turn_id=turn_id, sources=[(c.url, c.title) for c in completion.citations],
     )
 
 
@@ -48,7 +52,7 @@ def stored_outcome(turn: Turn) -> AnswerOutcome:
         status=AnswerStatus(turn.status.value), content=turn.content, reasoning=turn.reasoning or "",
         model=turn.model, tokens=tokens, cost=from_nusd(turn.cost_nusd) if turn.cost_nusd is not None else None,
         # who stopped a stopped answer is not stored: someone did (None would claim the bot was restarting)
-        finish_reason=turn.finish_reason, stopped_by=STOPPED_BY_SOMEONE, turn_id=turn.id)
+        finish_reason=turn.finish_reason, stopped_by=STOPPED_BY_SOMEONE, turn_id=turn.id, sources=list(turn.sources))
 
 
 def refusal(message: str) -> AnswerOutcome:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.chat.context import estimate_text_tokens
-from bot.costs import estimate_cost
+from bot.costs import estimate_cost, web_search_fee, web_search_tokens
 from bot.logs import get_logger
 from bot.openrouter.client import OpenRouterClient
 from bot.openrouter.errors import OpenRouterError
@@ -23,16 +23,21 @@ log = get_logger(__name__)
 Cost = tuple[Decimal | None, CostSource | None]
 
 
-def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_tokens: int, images: int) -> Cost:
-    """The catalogue's price of what arrived; $0 when no generation is known at all; unknown without a
-    price (no model, or one whose price is unknown or variable)."""
+def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_tokens: int, images: int,
+                   searched: bool = False) -> Cost:
+    """The catalogue's price of what arrived (with the most a web search may have cost, when it
+    searched); $0 when no generation is known at all; unknown without a price (no model, or one whose
+    price, or search price, is unknown or variable)."""
     if model is None:
         return None, None
     if not completion.generation_id and not completion.content and not completion.reasoning:
         return Decimal(0), CostSource.ESTIMATE  # nothing was generated, nothing is billed
+    fees = web_search_fee([model]) if searched else Decimal(0)
+    if fees is None:
+        return None, None
     out_tokens = estimate_text_tokens(completion.content) + estimate_text_tokens(completion.reasoning)
-    return estimate_cost(model, prompt_tokens=prompt_tokens, completion_tokens=out_tokens,
-                         images=images), CostSource.ESTIMATE
+    return estimate_cost(model, prompt_tokens=prompt_tokens + (web_search_tokens() if searched else 0),
+                         completion_tokens=out_tokens, images=images, fees=fees), CostSource.ESTIMATE
 
 
 class CostSettler:
@@ -54,14 +59,14 @@ class CostSettler:
         return stats.total_cost
 
     async def cost_of(self, completion: Completion, model: ModelInfo | None, *, prompt_tokens: int,
-                      images: int) -> Cost:
+                      images: int, searched: bool = False) -> Cost:
         if completion.usage is not None and completion.usage.cost is not None:
             return completion.usage.cost, CostSource.USAGE
         if completion.generation_id:
             cost = await self.generation_cost(completion.generation_id)
             if cost is not None:
                 return cost, CostSource.GENERATION
-        return estimated_cost(completion, model, prompt_tokens=prompt_tokens, images=images)
+        return estimated_cost(completion, model, prompt_tokens=prompt_tokens, images=images, searched=searched)
 
     async def settle(self, reservation: Reservation, cost: Decimal | None, source: CostSource | None,
                      model: str | None) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from decimal import Decimal
 
 from bot.money import usd
@@ -163,6 +164,31 @@ def footer(*, model: str | None, tokens: int | None, cost: Decimal | None, finis
     if extra:
         line += f" · {extra}"
     return f"-# {line}"
+
+
+SOURCES_SHOWN = 10
+SOURCES_LIMIT = 900  # characters: room is left for the answer's end, notices and the footer
+_NOT_IN_URL = re.compile(r"[\s<>]")
+_NOT_IN_TITLE = re.compile(r"[\[\]()<>`*_~|\\#]")
+
+
+def sources_block(sources: Sequence[tuple[str, str]], limit: int = SOURCES_LIMIT) -> str:
+    """The sources an answer cited, numbered, as links Discord does not unfurl (`[title](<url>)`).
+    Only http(s) links; a title loses what would break the link or its markdown; cut to `limit`."""
+    lines: list[str] = []
+    usable = [(u, t) for u, t in sources if u.startswith(("https://", "http://")) and not _NOT_IN_URL.search(u)]
+    for number, (url, title) in enumerate(usable[:SOURCES_SHOWN], 1):
+        name = neutralize_mentions(_NOT_IN_TITLE.sub("", " ".join(title.split())))[:80].strip()
+        lines.append(f"{number}. [{name or url.split('/')[2]}](<{url}>)")
+    if not lines:
+        return ""
+    text, left = "**Sources**", len(usable)
+    for line in lines:
+        more = f"\n-# … and {left} more"
+        if len(text) + 1 + len(line) + len(more) > limit:
+            return text + more if text != "**Sources**" else ""
+        text, left = f"{text}\n{line}", left - 1
+    return text + (f"\n-# … and {left} more" if left else "")
 
 
 def fit(text: str, limit: int = DISCORD_LIMIT) -> str:

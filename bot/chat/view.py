@@ -3,7 +3,7 @@ how the answer ended."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
@@ -40,3 +40,4 @@ class AnswerOutcome:
     error_message: str | None = None
     stopped_by: int | None = None
     turn_id: int | None = None
+    sources: list[tuple[str, str]] = field(default_factory=list)  # what it cited: (url, title), numbered in order

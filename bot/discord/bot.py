@@ -26,7 +26,7 @@ log = get_logger(__name__)
 
 INTERRUPTED_NOTE = "-# ⚠️ interrupted: the bot stopped while this answer was streaming"
 NO_MENTIONS = discord.AllowedMentions.none()
-EXTENSIONS = ("bot.discord.cogs.chat", "bot.discord.cogs.config", "bot.discord.cogs.usage")
+EXTENSIONS = ("bot.discord.cogs.chat", "bot.discord.cogs.again", "bot.discord.cogs.config", "bot.discord.cogs.usage")
 
 
 def chat_intents() -> discord.Intents:
@@ -154,8 +154,8 @@ class ChatBot(commands.AutoShardedBot):
         async def already_open(_: discord.ui.View | None) -> discord.Message:
             return messages[0]
 
-        async def send_more(text: str) -> discord.Message:
-            return await channel.send(text, allowed_mentions=NO_MENTIONS)
+        async def send_more(text: str, view: discord.ui.View | None = None) -> discord.Message:
+            return await channel.send(text, view=view, allowed_mentions=NO_MENTIONS)  # type: ignore[arg-type]
 
         view = DiscordAnswerView(open_first=already_open, send_more=send_more, channel_id=channel_id, pacer=self.pacer,
                                  show_reasoning=self.settings.show_reasoning,

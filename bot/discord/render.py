@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import discord
 
-from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, split_for_discord
+from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, sources_block, split_for_discord
 from bot.chat.view import AnswerOutcome
 from bot.discord.pacing import ChannelPacer
 from bot.logs import get_logger
@@ -33,7 +33,8 @@ THINKING = "💭 *Thinking…*"
 WAITING = "⏳ *Waiting for the previous answer in this conversation…*"
 
 OpenFirst = Callable[[discord.ui.View | None], Awaitable[discord.Message]]  # posts the first message, with this view
-SendMore = Callable[[str], Awaitable[discord.Message]]
+SendMore = Callable[..., Awaitable[discord.Message]]  # posts a further message: text, and a view when given
+FinalView = Callable[[AnswerOutcome], Awaitable[discord.ui.View | None]]  # the buttons under a finished answer
 
 
 class DiscordAnswerView:
@@ -43,7 +44,8 @@ class DiscordAnswerView:
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
                  notices: list[str] | None = None, final_retry_budget: float = 60.0,
                  first_via_channel: tuple[discord.abc.Messageable, float] | None = None,
-                 metrics: Metrics | None = None, asked_at: float | None = None) -> None:
+                 metrics: Metrics | None = None, asked_at: float | None = None,
+                 final_view: FinalView | None = None) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -66,6 +68,7 @@ class DiscordAnswerView:
         self._finished = False
         self._last_edit = 0.0
         self._words_shown = False  # the answer's first words are on screen
+        self.final_view = final_view
         self.metrics = metrics
         self.asked_at = asked_at  # when the question was asked (Unix time, from its Discord id)
 
@@ -119,10 +122,11 @@ class DiscordAnswerView:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         parts, reasoning = self.final_parts(outcome)
+        buttons = await self.final_view(outcome) if self.final_view is not None else None
         try:
             if not self.messages:  # a refusal: its one message, with no Stop button at all
                 await self._retrying(partial(self._open, None))
-            await self._show(parts, final=True, reasoning=reasoning)
+            await self._show(parts, final=True, reasoning=reasoning, buttons=buttons)
             if ("".join(self._content) or outcome.content).strip():
                 self._words_visible()  # (a short answer's first words may come with its final form)
         except discord.HTTPException as exc:
@@ -149,6 +153,8 @@ class DiscordAnswerView:
     def _closing(self, outcome: AnswerOutcome) -> str:
         """Notices, the error if any, and the footer, within one message."""
         tail: list[str] = [f"-# ℹ️ {n}" for n in self.notices]
+        if sources := sources_block(outcome.sources):
+            tail.insert(0, sources)
         if outcome.error_message:
             tail.append(f"⚠️ {outcome.error_message}")
         footer_line = ""
@@ -221,23 +227,26 @@ class DiscordAnswerView:
         self._words_shown = True
 
     async def _show(self, parts: list[str], *, final: bool, urgent: bool = False,
-                    reasoning: bytes | None = None) -> None:
+                    reasoning: bytes | None = None, buttons: discord.ui.View | None = None) -> None:
         for index, text in enumerate(parts):
             last = index == len(parts) - 1
             view_kwargs: dict[str, object] = {}
             if index == 0 and (final or self.stop_view is not None):
                 # the Stop button lives on the first message while streaming and goes away at the end
                 view_kwargs["view"] = None if final else self.stop_view
+            if final and last and buttons is not None:  # the finished answer's buttons, on its last message
+                view_kwargs["view"] = buttons
             attach = reasoning if final and last else None
             if index < len(self.messages):
-                if self._sent[index] == text and attach is None and not (final and index == 0):
+                unchanged = self._sent[index] == text and attach is None
+                if unchanged and not (final and (index == 0 or "view" in view_kwargs)):
                     continue
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
                 await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final,
                                   urgent=urgent, global_budget=not self._via_webhook(self.messages[index]))
                 self._sent[index] = text
             else:
-                message = await self._write(partial(self._send_more, text), final=final)
+                message = await self._write(partial(self._send_more, text, **view_kwargs), final=final)
                 self.messages.append(message)
                 self._sent.append(text)
                 if attach is not None:

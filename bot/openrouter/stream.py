@@ -16,10 +16,13 @@ from typing import Any, Protocol
 
 from bot.logs import get_logger
 from bot.openrouter.errors import InvalidResponse, OpenRouterError, StreamInterrupted, classify
-from bot.openrouter.types import ChatDelta, Completion, ToolCall, Usage
+from bot.openrouter.types import ChatDelta, Citation, Completion, ToolCall, Usage
 from bot.retry import Retrier
 
 log = get_logger(__name__)
+
+_RARE_FIELDS = frozenset({"tool_calls", "reasoning_details", "refusal", "annotations"})  # looked at apart
+
 
 class EventBatches(Protocol):
     """A response's SSE `data` payloads, a batch per network read, and its `X-Generation-Id`."""
@@ -123,7 +126,7 @@ class StreamAccumulator:
                     self._reasoning.add(reasoning)
                 if content or reasoning:
                     delta_out = ChatDelta(content or "", reasoning or "")
-                if "tool_calls" in delta or "reasoning_details" in delta or "refusal" in delta:
+                if not _RARE_FIELDS.isdisjoint(delta):
                     self._rare_fields(delta)
             finish = choice.get("finish_reason")
             if finish:
@@ -154,6 +157,18 @@ class StreamAccumulator:
             self.completion.reasoning_details.extend(details)
         if delta.get("refusal"):
             self.completion.refusal = (self.completion.refusal or "") + delta["refusal"]
+        for annotation in delta.get("annotations") or ():
+            self._cite(annotation)
+
+    def _cite(self, annotation: Any) -> None:
+        """Keep a `url_citation`'s url and title, once per url; other annotations are not shown."""
+        if not isinstance(annotation, dict) or annotation.get("type") != "url_citation":
+            return
+        cited = annotation.get("url_citation") or {}
+        url = cited.get("url") if isinstance(cited, dict) else None
+        if isinstance(url, str) and url and all(c.url != url for c in self.completion.citations):
+            title = cited.get("title")
+            self.completion.citations.append(Citation(url, title if isinstance(title, str) else ""))
 
     def _raise_error(self, error: Any) -> None:
         if isinstance(error, dict):

@@ -95,6 +95,7 @@ class ChatRequest:
     max_tokens: int | None = None
     user: str | None = None  # a stable pseudonymous id of the person asking
     session_id: str | None = None
+    reasoning: dict[str, Any] | None = None  # {"effort": "low"|"medium"|"high"} and/or {"exclude": True}
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body of a streamed request."""
@@ -105,7 +106,8 @@ class ChatRequest:
             prefs = self.provider.to_body()
             if prefs:
                 body["provider"] = prefs
-        for name in ("plugins", "tools", "tool_choice", "response_format", "max_tokens", "user", "session_id"):
+        for name in ("plugins", "tools", "tool_choice", "response_format", "max_tokens", "user", "session_id",
+                     "reasoning"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -154,6 +156,14 @@ class ToolCall:
         return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
 
 
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A source the answer cites (a `url_citation` annotation: web search results)."""
+
+    url: str
+    title: str = ""
+
+
 @dataclass(slots=True)
 class Completion:
     """What a chat completion produced, streamed or not, complete or cut short."""
@@ -169,6 +179,7 @@ class Completion:
     native_finish_reason: str | None = None  # what the provider said
     usage: Usage | None = None
     refusal: str | None = None
+    citations: list[Citation] = field(default_factory=list)  # in first-cited order, each url once
 
     def json(self) -> Any:
         """The answer parsed as JSON (for JSON mode / structured outputs)."""
@@ -186,14 +197,16 @@ class ChatDelta:
 PRICE_KEYS = ("prompt", "completion", "request", "image")
 
 
+def read_price(pricing: dict[str, Any], key: str) -> Decimal | None:
+    """One price of the catalogue: absent is 0 (OpenRouter leaves zero prices out), a negative one
+    (`"-1"`, variable-priced routers) or an unreadable one is unknown (None)."""
+    value = to_decimal(pricing.get(key)) if key in pricing else Decimal(0)
+    return value if value is not None and value >= 0 else None
+
+
 def read_prices(pricing: dict[str, Any]) -> dict[str, Decimal | None]:
-    """The catalogue's prices of one model or tier: an absent price is 0 (OpenRouter leaves zero prices
-    out), a negative one (`"-1"`, variable-priced routers) or an unreadable one is unknown (None)."""
-    prices: dict[str, Decimal | None] = {}
-    for key in PRICE_KEYS:
-        value = to_decimal(pricing.get(key)) if key in pricing else Decimal(0)
-        prices[key] = value if value is not None and value >= 0 else None
-    return prices
+    """The catalogue's token, request and image prices of one model or tier (see `read_price`)."""
+    return {key: read_price(pricing, key) for key in PRICE_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +233,8 @@ class ModelInfo:
     prompt_price_ceiling: Decimal | None = None
     completion_price_ceiling: Decimal | None = None
     priced: bool = True
+    # USD per web search when the model's provider searches natively (`pricing.web_search`); None: unknown
+    web_search_price: Decimal | None = Decimal(0)
 
     @property
     def worst_prompt_price(self) -> Decimal:
@@ -232,6 +247,11 @@ class ModelInfo:
     @property
     def vision(self) -> bool:
         return "image" in self.input_modalities
+
+    @property
+    def reasons(self) -> bool:
+        """Whether the model takes `reasoning` (an effort, or leaving its reasoning out)."""
+        return "reasoning" in self.supported_parameters
 
     @property
     def reads_files(self) -> bool:
@@ -268,6 +288,7 @@ class ModelInfo:
             prompt_price_ceiling=ceiling("prompt"),
             completion_price_ceiling=ceiling("completion"),
             priced=priced,
+            web_search_price=read_price(pricing, "web_search"),
         )
 
 

@@ -59,6 +59,8 @@ class Turn:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     author_name: str | None = None  # the member's display name when they wrote (user turns)
+    sources: list[tuple[str, str]] = field(default_factory=list)  # what an answer cited: (url, title)
+    superseded_by: int | None = None  # a newer answer to its question replaced this one
 
     @classmethod
     def from_row(cls, row: Row) -> Turn:
@@ -72,6 +74,8 @@ class Turn:
             finish_reason=row["finish_reason"], cost_nusd=row["cost_nusd"],
             prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
             author_name=row["author_name"],
+            sources=[(str(u), str(t)) for u, t in json.loads(row["sources"] or "[]")],
+            superseded_by=row["superseded_by"],
         )
 
 
@@ -92,6 +96,8 @@ class AnswerRecord:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     cost_nusd: int | None = None
+    sources: Sequence[tuple[str, str]] = ()
+    replaces_earlier: bool = False  # it has something to say: earlier answers to its question step aside
 
 
 PDFS_RESENT = 2  # the PDFs of this many newest turns that carry any are sent again (each turn's files are bounded)
@@ -99,7 +105,7 @@ _NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.t
            "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
-                 "cost_nusd, prompt_tokens, completion_tokens, author_name")
+                 "cost_nusd, prompt_tokens, completion_tokens, author_name, sources, superseded_by")
 
 
 class ConversationRepo:
@@ -198,20 +204,49 @@ class ConversationRepo:
         await self.db.execute("UPDATE turns SET cost_nusd = ? WHERE id = ?", (cost_nusd, turn_id))
 
     async def finish_answer(self, turn_id: int, record: AnswerRecord) -> None:
-        """An answer ended. One whose message was deleted while it streamed keeps no text."""
-        await self.db.execute(
+        """An answer ended. One whose message was deleted while it streamed keeps no text. One that
+        `replaces_earlier` answers of its question marks them superseded (they leave the history)."""
+        async with self.db.transaction() as tx:
+            await self._finish_answer(tx, turn_id, record)
+            if record.replaces_earlier:
+                await tx.execute(
+                    "UPDATE turns SET superseded_by = ? WHERE role = 'assistant' AND id < ? AND superseded_by IS NULL "
+                    "AND reply_to = (SELECT reply_to FROM turns WHERE id = ?)", (turn_id, turn_id, turn_id))
+
+    @staticmethod
+    async def _finish_answer(db: Database, turn_id: int, record: AnswerRecord) -> None:
+        await db.execute(
             "UPDATE turns SET content = CASE WHEN deleted_at IS NULL THEN ? ELSE '' END, "
             "reasoning = CASE WHEN deleted_at IS NULL THEN ? END, status = ?, error = ?, model = COALESCE(?, model), "
             "provider = ?, generation_id = ?, finish_reason = ?, native_finish_reason = ?, prompt_tokens = ?, "
             "completion_tokens = ?, reasoning_tokens = ?, cost_nusd = ?, "
+            "sources = CASE WHEN deleted_at IS NULL THEN ? END, "
             "completed_at = now_utc() WHERE id = ?",
             (record.content, record.reasoning, record.status, record.error, record.model, record.provider,
              record.generation_id, record.finish_reason, record.native_finish_reason, record.prompt_tokens,
-             record.completion_tokens, record.reasoning_tokens, record.cost_nusd, turn_id),
+             record.completion_tokens, record.reasoning_tokens, record.cost_nusd,
+             json.dumps([list(s) for s in record.sources]) if record.sources else None, turn_id),
         )
 
-    async def get_turn(self, turn_id: int) -> Turn | None:
-        row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
+    async def question_by_message(self, message_id: int) -> Turn | None:
+        """The stored question a Discord message carries (not one deleted)."""
+        row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE discord_message_id = ? "
+                                     f"AND role = 'user' AND deleted_at IS NULL", (message_id,))
+        return Turn.from_row(row) if row else None
+
+    async def last_question(self, conversation_id: int) -> Turn | None:
+        row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND role = 'user' "
+                                     f"AND deleted_at IS NULL ORDER BY id DESC LIMIT 1", (conversation_id,))
+        return Turn.from_row(row) if row else None
+
+    async def edit_question(self, turn_id: int, content: str) -> None:
+        await self.db.execute("UPDATE turns SET content = ?, edited_at = now_utc() WHERE id = ? AND deleted_at IS NULL",
+                              (content, turn_id))
+
+    async def get_turn(self, turn_id: int, *, live: bool = False) -> Turn | None:
+        """A turn by id; with `live`, not one whose Discord message was deleted."""
+        row = await self.db.fetchone(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?"
+                                     + (" AND deleted_at IS NULL" if live else ""), (turn_id,))
         return Turn.from_row(row) if row else None
 
     async def history(self, conversation_id: int, *, image_data_for_last: int = 4,
@@ -223,7 +258,8 @@ class ConversationRepo:
         older ones are not re-sent to the model, so there is no reason to read them.
         """
         rows = await self.db.fetchall(
-            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND deleted_at IS NULL ORDER BY id",
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation_id = ? AND deleted_at IS NULL "
+            f"AND superseded_by IS NULL ORDER BY id",
             (conversation_id,))
         turns = [Turn.from_row(r) for r in rows]
         by_id = {t.id: t for t in turns}
@@ -254,7 +290,8 @@ class ConversationRepo:
                     "(SELECT id FROM turns WHERE discord_message_id = ? AND deleted_at IS NULL)", (message_id,))
                 changed += await tx.execute(
                     "UPDATE turns SET deleted_at = now_utc(), content = '', "
-                    "reasoning = NULL WHERE discord_message_id = ? AND deleted_at IS NULL", (message_id,))
+                    "reasoning = NULL, sources = NULL WHERE discord_message_id = ? AND deleted_at IS NULL",
+                    (message_id,))
         if changed:  # the old text may still sit in the backend's log or old row versions
             await self.db.forget_erased()
         return changed

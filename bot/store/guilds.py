@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.states import SearchMode
 from bot.store.database import Database, Row
 
 
@@ -18,12 +19,16 @@ class GuildSettings:
     allow_fallbacks: bool = True
     guild_quota_nusd: int | None = None
     member_quota_nusd: int | None = None
+    web_search: SearchMode = SearchMode.ON_REQUEST
+    reasoning_effort: str | None = None
+    reasoning_excluded: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> GuildSettings:
         return cls(row["guild_id"], row["default_model"], row["system_prompt"], row["provider_sort"],
                    bool(row["deny_data_collection"]), bool(row["allow_fallbacks"]), row["guild_quota_nusd"],
-                   row["member_quota_nusd"])
+                   row["member_quota_nusd"], SearchMode(row["web_search"]), row["reasoning_effort"],
+                   bool(row["reasoning_excluded"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,9 @@ class Setting(StrEnum):
     ALLOW_FALLBACKS = "allow_fallbacks"
     GUILD_QUOTA = "guild_quota_nusd"
     MEMBER_QUOTA = "member_quota_nusd"
+    WEB_SEARCH = "web_search"
+    REASONING_EFFORT = "reasoning_effort"
+    REASONING_EXCLUDED = "reasoning_excluded"
 
 
 SETTING_COLUMNS = frozenset(s.value for s in Setting)

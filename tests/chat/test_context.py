@@ -204,9 +204,11 @@ def test_ordered_history_drops_answers_without_their_question() -> None:
     assert [t.id for t in ordered_history([a1, q2, a2, orphan, q3], q3)] == [3, 4]
 
 
-def test_ordered_history_keeps_several_answers_to_one_question_in_order() -> None:
-    q1, a1, a1b, q2 = user(1, "q1"), answer(2, 1, "first try"), answer(3, 1, "retry"), user(4, "q2")
-    assert [t.id for t in ordered_history([q1, a1, a1b, q2], q2)] == [1, 2, 3]
+def test_ordered_history_keeps_one_answer_per_question() -> None:
+    # a regenerated answer that succeeded supersedes the first in the store (it is not read); one that
+    # failed leaves the first in place, and the history keeps that one
+    q1, a1, a1b, q2 = user(1, "q1"), answer(2, 1, "first try"), answer(3, 1, "retry", status="error"), user(4, "q2")
+    assert [t.id for t in ordered_history([q1, a1, a1b, q2], q2)] == [1, 2]
 
 
 # -- build_context --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from bot.chat.text import (
     format_cost,
     is_grapheme_boundary,
     open_fence,
+    sources_block,
     split_for_discord,
     thread_title,
 )
@@ -163,3 +164,20 @@ def test_a_grapheme_longer_than_a_message_is_still_split() -> None:
 def test_thread_title_keeps_its_last_emoji_whole() -> None:
     title = thread_title("x" * 87 + "👨\u200d👩\u200d👧 and more words", limit=90)
     assert title == "x" * 87 + "…"
+
+
+def test_sources_are_numbered_links_that_do_not_unfurl() -> None:
+    block = sources_block([("https://a.example/x", "A [great] *page*"), ("javascript:alert(1)", "bad"),
+                           ("https://b.example/y z", "space in url"), ("https://c.example/", ""),
+                           ("https://d.example/", "@everyone look")])
+    assert block.splitlines() == ["**Sources**", "1. [A great page](<https://a.example/x>)",
+                                  "2. [c.example](<https://c.example/>)", "3. [@\u200beveryone look](<https://d.example/>)"]
+    assert sources_block([]) == "" and sources_block([("ftp://x.example/", "t")]) == ""
+
+
+def test_many_sources_are_cut_with_a_count() -> None:
+    many = [(f"https://example.org/{n}/" + "p" * 60, f"Title {n}") for n in range(30)]
+    block = sources_block(many, limit=400)
+    assert len(block) <= 400 and block.endswith("more")
+    shown = sum(1 for line in block.splitlines() if line[0].isdigit())
+    assert f"… and {30 - shown} more" in block

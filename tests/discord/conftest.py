@@ -121,6 +121,11 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
        b"\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
+def has_stop_button(msg: Msg) -> bool:
+    """Whether a message still shows the Stop button (a finished answer has Regenerate instead)."""
+    return any(c.get("custom_id") == "answer:stop" for c in msg.iter_components())
+
+
 def last_user_text(body: dict[str, Any]) -> str:
     content = body["messages"][-1]["content"]
     if isinstance(content, str):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from bot.chat.text import open_fence
 from tests.conftest import fixture_bytes
-from tests.discord.conftest import NO_MENTIONS, Harness, last_user_text, start_conversation
+from tests.discord.conftest import NO_MENTIONS, Harness, has_stop_button, last_user_text, start_conversation
 from tests.fakes.openrouter_server import JSONReply, SSEReply
 
 
@@ -178,7 +180,7 @@ async def test_stop_button_keeps_the_partial_answer_and_its_cost(bot: Harness) -
     await click.wait_response()
     await d.wait_for(lambda: "stopped" in d.messages[answer.id].content, timeout=15)
     final = d.messages[answer.id]
-    assert "▌" not in final.content and final.components == []
+    assert "▌" not in final.content and not has_stop_button(final)
     assert final.content.startswith("word word")
     row = (await bot.query("SELECT status, content, cost_nusd FROM turns WHERE role = 'assistant' ORDER BY id DESC"))[0]
     assert row[0] == "stopped" and row[1].startswith("word word") and row[2] and row[2] > 0
@@ -407,7 +409,7 @@ async def test_an_answer_longer_than_the_interaction_token_lives_goes_on_through
     await d.wait_for(lambda: inter.message is not None and "\n-# " in inter.message.content, timeout=20)
     final = inter.message
     assert final is not None and final.content.startswith("tick tick") and "▌" not in final.content
-    assert final.components == []
+    assert not has_stop_button(final)
     channel_edits = [p for _, m, p, s in d.request_log
                      if m == "PATCH" and p.endswith(f"/channels/{d.text_channel_id}/messages/{final.id}") and s == 200]
     assert channel_edits  # after the token's time, through the channel; no 401 (the harness checks)
@@ -480,3 +482,56 @@ async def test_a_thread_two_members_share_reads_as_a_group_conversation(bot: Har
     assert "several members may take part" in body["messages"][0]["content"]
     rows = await bot.query("SELECT author_id, author_name FROM turns WHERE role = 'user' ORDER BY id")
     assert [tuple(r) for r in rows] == [(bot.user, "Alice"), (bob, "Bob")]
+
+
+async def test_regenerate_and_retry_with_another_model_answer_as_new_messages(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    await d.post_message(thread_id, "And Go?", user_id=bot.user)
+    [answer] = await bot.wait_answer_done(thread_id)
+    ids = {c["custom_id"] for c in answer.iter_components() if "custom_id" in c}
+    [turn] = await bot.query("SELECT id FROM turns WHERE role = 'assistant' ORDER BY id DESC LIMIT 1")
+    assert ids == {f"again:{turn[0]}", f"retry:{turn[0]}"}
+
+    refused = await d.click(answer.id, f"again:{turn[0]}", user_id=bot.stranger)  # not the asker
+    await refused.wait_response()
+    assert refused.ephemeral and "Only the person who asked" in str(refused.response_data)
+    with pytest.raises(ValueError, match="not among the options"):
+        await d.click(answer.id, f"retry:{turn[0]}", user_id=bot.user, values=["anthropic/claude-sonnet-4:nitro"])
+
+    asked = len(bot.openrouter.chat_requests())
+    await d.click(answer.id, f"retry:{turn[0]}", user_id=bot.user, values=["openai/gpt-3.5-turbo"])
+    await bot.wait_answer_done(thread_id, count=2)
+    assert bot.openrouter.chat_requests()[asked].json()["model"] == "openai/gpt-3.5-turbo"
+    assert last_user_text(bot.openrouter.chat_requests()[asked].json()) == "And Go?"
+    rows = await bot.query("SELECT id, superseded_by FROM turns WHERE role = 'assistant' ORDER BY id")
+    assert rows[-2][1] == rows[-1][0] and rows[-1][1] is None  # the old answer is kept, marked replaced
+
+    stale = await d.click(answer.id, f"again:{turn[0]}", user_id=bot.user)  # the replaced answer's button
+    await stale.wait_response()
+    assert "newer answer has replaced" in str(stale.response_data)
+    newest = (await bot.wait_answer_done(thread_id, count=2))[-1]
+    await d.click(newest.id, f"again:{rows[-1][0]}", user_id=bot.moderator)  # a moderator may too
+    await bot.wait_answer_done(thread_id, count=3)
+    assert bot.openrouter.chat_requests()[-1].json()["model"] == "openai/gpt-4o"
+    holds = await bot.query("SELECT COUNT(*) FROM reservations")
+    assert holds[0][0] == len(bot.openrouter.chat_requests())  # each answer held and settled on its own
+
+
+async def test_editing_the_last_question_answers_it_again(bot: Harness) -> None:
+    d = bot.discord
+    thread_id, _ = await start_conversation(bot)
+    first = await d.post_message(thread_id, "And Go?", user_id=bot.user)
+    await bot.wait_answer_done(thread_id)
+    await d.edit_user_message(int(first["id"]), "And Zig?")
+    await bot.wait_answer_done(thread_id, count=2)
+    assert last_user_text(bot.openrouter.chat_requests()[-1].json()) == "And Zig?"
+    second = await d.post_message(thread_id, "Thanks", user_id=bot.user)
+    await bot.wait_answer_done(thread_id, count=3)
+    asked = len(bot.openrouter.chat_requests())
+    await d.edit_user_message(int(first["id"]), "And Odin?")  # no longer the last question: only stored
+    await asyncio.sleep(0.3)
+    assert len(bot.openrouter.chat_requests()) == asked
+    stored = await bot.query("SELECT content FROM turns WHERE discord_message_id = ?", (int(first["id"]),))
+    assert stored[0][0] == "And Odin?"
+    assert second is not None

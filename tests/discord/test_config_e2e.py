@@ -213,3 +213,35 @@ async def test_a_channel_switched_off_answers_with_a_short_note(strict: Harness,
     await d.post_message(thread_id, "back?", user_id=strict.user)
     await strict.wait_answer_done(thread_id)
     assert len(strict.openrouter.chat_requests()) == asked + 1
+
+
+async def test_search_with_sources_and_reasoning_through_discord(strict: Harness) -> None:
+    d = strict.discord
+    before = set(d.threads)
+    inter = await d.slash("chat", {"prompt": "news about rust", "search": True}, user_id=strict.user,
+                          channel_id=d.text_channel_id)
+    await d.wait_for(lambda: inter.message is not None and "**Sources**" in inter.message.content
+                     and "▌" not in inter.message.content, timeout=20)
+    text = inter.message.content  # type: ignore[union-attr]
+    assert "1. [Result 1: news about rust](<https://example.org/results/1?q=news%20about%20rust>)" in text
+    assert not inter.message.embeds  # type: ignore[union-attr]  # the links do not unfurl
+    await d.wait_for(lambda: set(d.threads) - before != set(), timeout=20)
+
+    assert "Web search is now off" in said(await config(strict, ["search"], {"mode": "off"}))
+    refused = await d.slash("chat", {"prompt": "more news", "search": True}, user_id=strict.user,
+                            channel_id=d.text_channel_id)
+    await d.wait_for(lambda: refused.message is not None and "Web search is turned off" in refused.message.content)
+
+    await config(strict, ["model", "allow"], {"model": "anthropic/*"})
+    assert "effort: high effort" in said(await config(strict, ["reasoning"], {"effort": "high", "hide": True}))
+    await start_conversation(strict, "think hard", model="anthropic/claude-sonnet-4")
+    assert strict.openrouter.chat_requests()[-1].json()["reasoning"] == {"effort": "high", "exclude": True}
+    shown = said(await config(strict, ["show"]))
+    assert "Web search" in shown and "high effort, left out" in shown
+    audit = said(await config(strict, ["audit"]))
+    assert "web search" in audit and "reasoning effort" in audit
+
+    models = await d.slash("models", {"search": "claude"}, user_id=strict.user, channel_id=d.text_channel_id)
+    await d.wait_for(lambda: models.message is not None and bool(models.message.embeds))
+    listed = json.dumps(models.message.embeds, ensure_ascii=False)  # type: ignore[union-attr]
+    assert "🧠 reasoning" in listed and "🔎 searches natively" in listed

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -90,10 +91,14 @@ def _content_text(content: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
+def last_user_text(body: dict[str, Any]) -> str:
+    users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    return _content_text(users[-1].get("content")) if users else ""
+
+
 def echo_reply(body: dict[str, Any]) -> str:
     """The default answer: ``"Echo: "`` + the text of the last user message."""
-    users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
-    return "Echo: " + (_content_text(users[-1].get("content")) if users else "")
+    return "Echo: " + last_user_text(body)
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
@@ -185,16 +190,21 @@ class _Answer:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    search_results: int = 0  # the `web` plugin ran (through Exa): results found, each billed
+    citations: list[dict[str, Any]] = field(default_factory=list)  # its `url_citation` annotations
 
     @property
     def cost(self) -> Decimal:
-        return self.prompt_tokens * PROMPT_PRICE + self.completion_tokens * COMPLETION_PRICE
+        return (self.prompt_tokens * PROMPT_PRICE + self.completion_tokens * COMPLETION_PRICE
+                + self.search_results * SEARCH_PRICE_PER_RESULT)
 
     def chunk(self, content: str, finish: str | None) -> dict[str, Any]:
+        delta: dict[str, Any] = {"content": content, "role": "assistant"}
+        if finish and self.citations:  # OpenRouter streams the annotations with the answer's text
+            delta["annotations"] = self.citations
         return {"id": self.gen_id, "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": self.model, "provider": PROVIDER,
-                "choices": [{"index": 0, "delta": {"content": content, "role": "assistant"},
-                             "finish_reason": finish, "native_finish_reason": finish}]}
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish}]}
 
     def content_frames(self) -> list[bytes]:
         last = len(self.pieces) - 1
@@ -210,6 +220,17 @@ class _Answer:
         chunk = {"id": self.gen_id, "object": "chat.completion.chunk", "created": int(time.time()),
                  "model": self.model, "provider": PROVIDER, "choices": [], "usage": usage}
         return [data_frame(chunk), DONE_FRAME]
+
+
+SEARCH_PRICE_PER_RESULT = Decimal("0.004")  # Exa, as OpenRouter documents it
+SEARCH_TOKENS_PER_RESULT = 400
+
+
+def search_citation(number: int, query: str) -> dict[str, Any]:
+    """A `url_citation` annotation as OpenRouter streams it for a web search result."""
+    return {"type": "url_citation", "url_citation": {
+        "url": f"https://example.org/results/{number}?q={quote(query[:40])}", "title": f"Result {number}: {query[:60]}",
+        "content": f"What page {number} says about {query[:60]}.", "start_index": 0, "end_index": 0}}
 
 
 def _new_gen_id() -> str:
@@ -398,7 +419,13 @@ class FakeOpenRouter:
             if isinstance(limit, int) and math.ceil(len(text) / 4) > limit:
                 text, finish = text[: limit * 4], "length"
         pieces = [text[i: i + size] for i in range(0, len(text), size)] or [""]
-        return _Answer(_new_gen_id(), model, text, pieces, finish, _prompt_tokens(body), math.ceil(len(text) / 4))
+        answer = _Answer(_new_gen_id(), model, text, pieces, finish, _prompt_tokens(body), math.ceil(len(text) / 4))
+        web = next((p for p in body.get("plugins") or () if isinstance(p, dict) and p.get("id") == "web"), None)
+        if web is not None:  # the results reach the model as prompt tokens, and each result is billed
+            answer.search_results = int(web.get("max_results") or 5)
+            answer.citations = [search_citation(i, last_user_text(body)) for i in range(1, answer.search_results + 1)]
+            answer.prompt_tokens += SEARCH_TOKENS_PER_RESULT * answer.search_results
+        return answer
 
     def _pacing(self, answer: _Answer, n_frames: int) -> list[float] | None:
         """Per-frame waits implementing ``tokens_per_second`` (the keep-alive frame comes first)."""

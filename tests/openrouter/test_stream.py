@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -123,3 +124,18 @@ def test_unknown_fields_are_ignored_and_malformed_chunks_are_typed() -> None:
     assert caught.value.partial is not None and caught.value.partial.content == "hi"
     with pytest.raises(InvalidResponse):
         acc.feed(b"[1, 2]")
+
+
+def test_url_citations_are_kept_once_each_in_order() -> None:
+    acc = StreamAccumulator()
+    cite = [{"type": "url_citation", "url_citation": {"url": "https://a.example/x", "title": "A", "start_index": 0,
+                                                       "end_index": 3}},
+            {"type": "file_citation", "file_citation": {"file_id": "f"}},  # not a web source: not shown
+            {"type": "url_citation", "url_citation": {"url": "https://b.example/", "title": None}},
+            {"type": "url_citation", "url_citation": {"url": "https://a.example/x", "title": "A again"}},
+            "not even an object"]
+    acc.feed(b'{"id": "gen-1", "choices": [{"delta": {"content": "See [a.example]"}}]}')
+    acc.feed(json.dumps({"id": "gen-1", "choices": [{"delta": {"content": ".", "annotations": cite},
+                                                      "finish_reason": "stop"}]}).encode())
+    assert [(c.url, c.title) for c in acc.snapshot().citations] == [("https://a.example/x", "A"),
+                                                                    ("https://b.example/", "")]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,13 +21,13 @@ from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
 from bot.discord.files import read_attachments
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, OpenFirst
+from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, FinalView, OpenFirst
 from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import ModelInfo
-from bot.policy import AUTO_MODEL, GuildPolicy, Refusal, not_a_model_id
-from bot.states import ChannelKind
+from bot.policy import AUTO_MODEL, PLAIN_QUESTION, AskOptions, GuildPolicy, Refusal, not_a_model_id
+from bot.states import ChannelKind, Effort
 from bot.store.conversations import Conversation, StoredAttachment
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 Interaction = discord.Interaction[Any]
 STOP_ID = "answer:stop"
+EFFORTS = [app_commands.Choice(name=f"{e.value} effort", value=e.value) for e in Effort]
 SWITCHED_OFF = "The moderators have switched the bot off in this channel."
 NOTE_SECONDS = 20.0  # how long a note in place of an answer stays
 
@@ -45,7 +47,8 @@ def model_choice(model: ModelInfo) -> app_commands.Choice[str]:
 
 
 def model_line(model: ModelInfo) -> str:
-    eye = " · 👁️ images" if model.vision else ""
+    eye = "".join((" · 👁️ images" if model.vision else "", " · 🧠 reasoning" if model.reasons else "",
+                   " · 🔎 searches natively" if model.web_search_price else ""))
     context = f"{model.context_length // 1000:,}k ctx" if model.context_length else "ctx ?"
     price = (f"in {per_million(model.prompt_price)} / out {per_million(model.completion_price)} per 1M tokens"
              if model.priced else "variable price")  # unknown is never shown as "free"
@@ -109,10 +112,12 @@ class ChatCog(commands.Cog):
         return choices[:25]
 
     def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
-                  rejected: Sequence[Rejected], asked_in: int, interaction: bool = False) -> DiscordAnswerView:
-        """The view of one answer; `asked_in` is the question's Discord id (the interaction or the message)."""
-        async def send_more(text: str) -> discord.Message:
-            return await channel.send(text, allowed_mentions=NO_MENTIONS)
+                  rejected: Sequence[Rejected], asked_in: int, guild_id: int | None,
+                  interaction: bool = False) -> DiscordAnswerView:
+        """The view of one answer; `asked_in` is the question's Discord id (the interaction or the message).
+        A finished answer gets the buttons to answer again (the `again` extension's)."""
+        async def send_more(text: str, view: discord.ui.View | None = None) -> discord.Message:
+            return await channel.send(text, view=view, allowed_mentions=NO_MENTIONS)  # type: ignore[arg-type]
 
         return DiscordAnswerView(
             open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
@@ -121,7 +126,13 @@ class ChatCog(commands.Cog):
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
             metrics=self.bot.core.metrics, asked_at=discord.utils.snowflake_time(asked_in).timestamp(),
+            final_view=self.final_view(guild_id),
         )
+
+    def final_view(self, guild_id: int | None) -> FinalView | None:
+        again = self.bot.get_cog("AgainCog")
+        final_view: Callable[..., Awaitable[discord.ui.View | None]] | None = getattr(again, "final_view", None)
+        return None if final_view is None else functools.partial(final_view, guild_id=guild_id)
 
     def token_deadline(self) -> float:
         """When to stop editing an interaction's response with its token (a margin before it expires)."""
@@ -130,11 +141,12 @@ class ChatCog(commands.Cog):
 
     async def run_answer(self, conversation: Conversation, *, author: discord.abc.User, content: str,
                          message_id: int | None, channel_id: int, attachments: Sequence[StoredAttachment],
-                         view: DiscordAnswerView, model: str | None = None) -> AnswerOutcome:
+                         view: DiscordAnswerView, model: str | None = None,
+                         options: AskOptions = PLAIN_QUESTION) -> AnswerOutcome:
         try:
             return await self.conversations.ask(conversation, author_id=author.id, author_name=author.display_name,
                                                 content=content, message_id=message_id, channel_id=channel_id,
-                                                attachments=attachments, view=view, model=model)
+                                                attachments=attachments, view=view, model=model, options=options)
         finally:
             if view.stop_view is not None:
                 view.stop_view.stop()
@@ -143,9 +155,13 @@ class ChatCog(commands.Cog):
 
     @app_commands.command(name="chat", description="Ask a model. The conversation goes on in a thread.")
     @app_commands.describe(prompt="What to ask", model="Which model answers (default: the server's)",
-                           image="An image for the model to look at")
+                           image="An image for the model to look at",
+                           search="Search the web and cite sources (costs a little more)",
+                           reasoning="How hard a reasoning model thinks before it answers")
+    @app_commands.choices(reasoning=EFFORTS)
     async def chat_command(self, interaction: Interaction, prompt: app_commands.Range[str, 1, 6000],
-                           model: str | None = None, image: discord.Attachment | None = None) -> None:
+                           model: str | None = None, image: discord.Attachment | None = None,
+                           search: bool | None = None, reasoning: app_commands.Choice[str] | None = None) -> None:
         bind_log_context(guild=interaction.guild_id, channel=interaction.channel_id, user=interaction.user.id)
         channel = interaction.channel
         if not isinstance(channel, discord.abc.Messageable) or interaction.channel_id is None:
@@ -177,10 +193,12 @@ class ChatCog(commands.Cog):
             return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
-                              rejected=rejected, asked_in=interaction.id, interaction=True)
+                              rejected=rejected, asked_in=interaction.id, guild_id=interaction.guild_id,
+                              interaction=True)
         await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
-                              model=model_id if this_turn_only else None)
+                              model=model_id if this_turn_only else None,
+                              options=AskOptions(search, Effort(reasoning.value) if reasoning else None))
         if existing is None:
             await self.open_thread(conversation, view, prompt)
 
@@ -295,7 +313,7 @@ class ChatCog(commands.Cog):
             return await message.reply(THINKING, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected,
-                              asked_in=message.id)
+                              asked_in=message.id, guild_id=message.guild.id if message.guild else None)
         if waiting:
             await view.begin()  # say at once that this message was seen and waits its turn
         await self.run_answer(conversation, author=message.author, content=content, message_id=message.id,

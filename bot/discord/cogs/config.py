@@ -15,12 +15,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.text import fit
-from bot.discord.cogs.chat import model_choice
+from bot.discord.cogs.chat import EFFORTS, model_choice
 from bot.discord.render import NO_MENTIONS
 from bot.money import usd
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import is_pattern
 from bot.server_config import Change, Overview, Quota, QuotaScope, ServerConfig
+from bot.states import Effort, SearchMode
 from bot.store.guilds import ChannelSettings
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 Interaction = discord.Interaction[Any]
 ConfigurableChannel = discord.TextChannel | discord.ForumChannel
+SEARCH_NAMES = {SearchMode.OFF: "off", SearchMode.ON_REQUEST: "on request", SearchMode.ALWAYS: "always"}
+SEARCH_MODES = [app_commands.Choice(name=name, value=mode.value) for mode, name in SEARCH_NAMES.items()]
 NO_CHANNEL = "Name a text or forum channel, or use this command in one."
 SORTS = [app_commands.Choice(name=n, value=v) for n, v in
          (("price (cheapest provider first)", "price"), ("throughput (fastest tokens)", "throughput"),
@@ -59,6 +62,9 @@ def overview_embed(o: Overview) -> discord.Embed:
                  "providers that keep data denied" if o.deny_data_collection else "any data policy",
                  "fallbacks allowed" if o.allow_fallbacks else "fallbacks forbidden"]
     embed.add_field(name="Providers", value=", ".join(providers), inline=False)
+    embed.add_field(name="Web search", value=SEARCH_NAMES[o.web_search])
+    embed.add_field(name="Reasoning", value=(f"{o.reasoning_effort} effort" if o.reasoning_effort else
+                                             "the model's own effort") + (", left out" if o.reasoning_excluded else ""))
     prompt = o.system_prompt
     embed.add_field(name="System prompt" + (" (operator default)" if o.system_prompt_is_default else ""),
                     value=(prompt[:1000] + ("…" if len(prompt) > 1000 else "")) or "none", inline=False)
@@ -295,6 +301,41 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
         except OpenRouterError:
             return []
         return [model_choice(m) for m in found]
+
+    # -- web search and reasoning ---------------------------------------------------------------------
+
+    @app_commands.command(name="search", description="When answers on this server may search the web")
+    @app_commands.describe(mode="off: never; on request: /chat search:True; always: every answer")
+    @app_commands.choices(mode=SEARCH_MODES)
+    async def search(self, interaction: Interaction, mode: app_commands.Choice[str]) -> None:
+        assert interaction.guild_id is not None
+        changed = await self.config.set_web_search(interaction.guild_id, SearchMode(mode.value),
+                                                   actor=interaction.user.id)
+        if changed.change is Change.UNCHANGED:
+            await self.reply(interaction, f"Web search is already {mode.name}.")
+            return
+        cost = "" if mode.value == SearchMode.OFF else (
+            " Each search costs up to about $0.02 more and is counted in the quotas.")
+        await self.reply(interaction, f"Web search is now {mode.name}.{cost}")
+
+    @app_commands.command(name="reasoning", description="How reasoning models think on this server")
+    @app_commands.describe(effort="The effort asked of models that take one",
+                           hide="True: they still reason, but their reasoning is left out of answers")
+    @app_commands.choices(effort=[*EFFORTS, app_commands.Choice(name="the model's own default", value="default")])
+    async def reasoning(self, interaction: Interaction, effort: app_commands.Choice[str] | None = None,
+                        hide: bool | None = None) -> None:
+        assert interaction.guild_id is not None
+        if effort is None and hide is None:
+            await self.reply(interaction, "Nothing to change: pick at least one option.")
+            return
+        await self.config.set_reasoning(interaction.guild_id, actor=interaction.user.id,
+                                        effort=None if effort is None else
+                                        "default" if effort.value == "default" else Effort(effort.value),
+                                        excluded=hide)
+        changed = [f"effort: {effort.name}"] if effort else []
+        if hide is not None:
+            changed.append("reasoning left out of answers" if hide else "reasoning kept")
+        await self.reply(interaction, "Updated " + ", ".join(changed) + ".")
 
     # -- overview -----------------------------------------------------------------------------------
 

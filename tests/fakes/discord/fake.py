@@ -24,7 +24,7 @@ from tests.fakes.discord.gateway import Gateway
 from tests.fakes.discord.interactions import Interactions, Upload
 from tests.fakes.discord.ratelimits import RateLimits
 from tests.fakes.discord.rest import API, Rest
-from tests.fakes.discord.state import Msg, World
+from tests.fakes.discord.state import Msg, World, now_iso
 from tests.fakes.discord.validation import JSON
 
 
@@ -172,6 +172,17 @@ class FakeDiscord(World):
         self.store_message(msg)
         await self.gateway.flush()
         return self.message_payload(msg, gateway=True)
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """A user edits their message's text; dispatches MESSAGE_UPDATE with the whole message."""
+        msg = self.messages[message_id]
+        if msg.deleted or msg.author_id == self.bot_user_id:
+            raise ValueError(f"message {message_id} cannot be edited by its user")
+        msg.content = content
+        msg.edited_timestamp = now_iso()
+        self.compute_mentions(msg, by_bot=False)
+        self.emit("MESSAGE_UPDATE", self.message_payload(msg, gateway=True))
+        await self.gateway.flush()
 
     async def delete_user_message(self, message_id: int) -> None:
         """A user deletes a message; dispatches MESSAGE_DELETE."""

@@ -172,7 +172,7 @@ class Interactions:
         ref = request.match_info["message_id"]
         for msg in ([inter.message] if inter.message is not None else []) + inter.followups:
             if ((ref == "@original" and msg is inter.message) or ref == str(msg.id)) and not msg.deleted:
-                request[BUCKET] = msg.channel_id
+                request[BUCKET] = inter.id  # Discord keys a webhook's buckets by its token
                 return inter, msg
         raise ApiError(404, 10008, "Unknown Message")
 
@@ -183,8 +183,8 @@ class Interactions:
         inter, msg = self._webhook_message(request)
         edited = self.world.prepare_edit(msg, *await read_body(request))
         kind = "original_edit" if msg is inter.message else "followup_edit"
-        self.limits.check_channel(msg.channel_id, kind)
-        self.limits.commit_channel(msg.channel_id, kind)
+        self.limits.check_channel(inter.id, kind)
+        self.limits.commit_channel(inter.id, kind)
         self.world.commit_edit(msg, edited)
         return json_response(self.world.message_payload(msg))
 
@@ -195,19 +195,19 @@ class Interactions:
         if (original is not None and original.loading and not original.deleted
                 and inter.response_type == CB_DEFERRED_MESSAGE):
             msg = original  # the first follow-up after a "thinking" defer replaces the loading message
-            request[BUCKET] = msg.channel_id
+            request[BUCKET] = inter.id
             edited = self.world.prepare_edit(msg, payload, files)
-            self.limits.check_channel(msg.channel_id, "followup")
-            self.limits.commit_channel(msg.channel_id, "followup")
+            self.limits.check_channel(inter.id, "followup")
+            self.limits.commit_channel(inter.id, "followup")
             self.world.commit_edit(msg, edited)
         else:
             channel_id = int(request.query.get("thread_id") or inter.channel_id)
             self.world.channel_or_404(channel_id)
-            request[BUCKET] = channel_id
+            request[BUCKET] = inter.id
             msg = self.world.new_message(channel_id, payload, files, interaction=inter,
                                          flags=int(payload.get("flags") or 0) & FLAG_EPHEMERAL)
-            self.limits.check_channel(channel_id, "followup")
-            self.limits.commit_channel(channel_id, "followup")
+            self.limits.check_channel(inter.id, "followup")
+            self.limits.commit_channel(inter.id, "followup")
             self.world.store_message(msg)
             inter.followups.append(msg)
         if request.query.get("wait", "false").lower() in ("1", "true"):
@@ -358,6 +358,9 @@ class Interactions:
         inter.target_message_id = msg.id
         data: JSON = {"custom_id": custom_id, "component_type": comp.get("type", 2)}
         if comp.get("type") != 2:
+            offered = {o.get("value") for o in comp.get("options") or ()}
+            if comp.get("type") == 3 and not set(values or ()) <= offered:  # Discord sends only offered values
+                raise ValueError(f"{values} are not among the options of {custom_id!r}")
             data["values"] = list(values or [])
         inter.payload |= {"data": data, "message": self.world.message_payload(msg)}
         await self._dispatch(inter)

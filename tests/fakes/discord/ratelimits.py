@@ -15,9 +15,10 @@ fixed window either. Refused requests take no slot. The 429 has the body ``{"mes
 up) and ``Via`` (without ``Via`` discord.py takes a 429 for a Cloudflare ban).
 
 Per-channel writes: ``channel_write_limit`` (5) per ``channel_write_window`` (5 s), also a rolling
-window, shared by creating and editing messages in a channel and by interaction follow-ups and edits
-of interaction messages in it (the writes the bot's pacer counts per channel; Discord keys webhook
-buckets by token, so here the fake is the stricter one). Interaction callbacks are not limited. Every
+window, shared by creating and editing messages in a channel. Interaction follow-ups and edits of
+interaction messages take the same limit in a bucket of their own per interaction token, as Discord
+keys a webhook's buckets by its token (the key is the interaction's id). Interaction callbacks are
+not limited. Every
 response of these routes whose channel is known carries ``X-RateLimit-Limit``, ``-Remaining``,
 ``-Reset`` (epoch seconds), ``-Reset-After`` (seconds until the oldest write leaves the window, i.e.
 until ``Remaining`` rises; the full window when it is empty) and ``-Bucket`` (one stable opaque hash
