@@ -100,7 +100,7 @@ async def test_exactly_one_process_claims_a_slot(db_path: Path) -> None:
 async def test_shards_of_two_processes_identify_one_window_apart(db_path: Path) -> None:
     a, b = await two_processes(db_path)
 
-    def claimer(db: Database) -> Callable[[int, float], Awaitable[float]]:
+    def claimer(db: SqliteDatabase) -> Callable[[int, float], Awaitable[float]]:
         async def claim(bucket: int, window: float) -> float:
             now = int(time.time() * 1000)
             held = await StateRepo(db).claim_until(f"identify_slot:{bucket}", now, now + int(window * 1000))
