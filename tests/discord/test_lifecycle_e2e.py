@@ -182,3 +182,17 @@ async def test_debug_logs_carry_no_interaction_token(harness: Harness) -> None:
     assert f"/interactions/{inter.id}/[REDACTED]/callback" in logs
     assert "/webhooks/" in logs and "/[REDACTED]/messages/@original" in logs
     assert '"t": "INTERACTION_CREATE"' in logs or "'t': 'INTERACTION_CREATE'" in logs
+
+
+async def test_regenerate_still_works_after_a_restart(harness: Harness) -> None:
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    await d.post_message(thread_id, "And Go?", user_id=harness.user)
+    [answer] = await harness.wait_answer_done(thread_id)
+    [(turn_id,)] = await harness.query("SELECT id FROM turns WHERE role = 'assistant' ORDER BY id DESC LIMIT 1")
+    await harness.stop()
+    await harness.start()  # a new process: the button's custom id alone says which answer it is under
+    await d.click(answer.id, f"again:{turn_id}", user_id=harness.user)
+    await harness.wait_answer_done(thread_id, count=2)
+    assert await harness.query("SELECT superseded_by IS NOT NULL FROM turns WHERE id = ?", (turn_id,)) == [(1,)]
