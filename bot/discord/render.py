@@ -30,7 +30,8 @@ BODY_LIMIT = DISCORD_LIMIT - 200  # room for the cursor, notices and the footer
 THINKING = "💭 *Thinking…*"
 WAITING = "⏳ *Waiting for the previous answer in this conversation…*"
 
-OpenFirst = Callable[[discord.ui.View | None], Awaitable[discord.Message]]  # posts the first message, with this view
+OpenFirst = Callable[[str, discord.ui.View | None], Awaitable[discord.Message]]  # posts the first message: text, view
+Opened = Callable[[list[int]], Awaitable[None]]
 SendMore = Callable[[str], Awaitable[discord.Message]]
 
 
@@ -63,6 +64,9 @@ class DiscordAnswerView:
         self._finished = False
         self._last_edit = 0.0
         self._words_shown = False  # the answer's first words are on screen
+        self._opened: Opened | None = None  # told the message ids as messages open (crash recovery needs them)
+        self._opening = False  # the first message's request is on its way: it can no longer be called off
+        self._first_has_view = True  # the first message may carry a view (a Stop button) the final form removes
 
     def adopt(self, messages: list[discord.Message]) -> None:
         """Show into messages that already exist (an answer shown again after a restart)."""
@@ -71,15 +75,48 @@ class DiscordAnswerView:
 
     # -- the core's AnswerView ----------------------------------------------------------------
 
-    async def begin(self) -> None:
-        """The answer's first message, with its Stop button from the start."""
-        await self._open(self.stop_view)
+    def begin(self, opened: Opened) -> None:
+        """Start showing the answer: its first message opens as soon as the pacer allows, with the first
+        words if they have come by then (a placeholder if not), and its Stop button from the start."""
+        self._opened = opened
+        waiting = bool(self.messages)
+        self._start_rendering()
+        if waiting:  # the "waiting" message stays until there is something new to show
+            self._changed.clear()
 
-    async def _open(self, view: discord.ui.View | None) -> None:
-        if not self.messages:
-            message = await self._open_first(view)
-            self.messages.append(message)
-            self._sent.append(message.content)
+    async def open_waiting(self) -> None:
+        """Say at once that a message was seen and waits for the answer before it (no Stop button yet)."""
+        await self._open(lambda: WAITING, None)
+
+    async def _open(self, text_now: Callable[[], str], view: discord.ui.View | None) -> None:
+        """The answer's first message, paced like any write (an interaction's response is exempt from
+        the global budget); its text is taken once the slot is granted, so it carries what came meanwhile."""
+        await self.pacer.acquire(self.channel_id, global_budget=self._first_via_channel is None)
+        self._opening = True  # from here on the message is as good as sent: `finish` waits for it
+        text = text_now()
+        message = await self._open_first(text, view)
+        self.messages.append(message)
+        self._sent.append(text)
+        self._first_has_view = view is not None
+
+    async def _open_live(self) -> None:
+        """The first message while streaming: the first words if they have come, else a placeholder."""
+        words = False
+
+        def text_now() -> str:
+            nonlocal words
+            self._changed.clear()
+            words = bool("".join(self._content).strip())
+            return self._live_parts()[0]
+
+        await self._open(text_now, self.stop_view)
+        self._words_shown = words
+        self._last_edit = asyncio.get_running_loop().time()
+        await self._report_opened()
+
+    async def _report_opened(self) -> None:
+        if self._opened is not None:
+            await self._opened(self.message_ids())
 
     def message_ids(self) -> list[int]:
         return [m.id for m in self.messages]
@@ -110,13 +147,15 @@ class DiscordAnswerView:
         retried while Discord fails; False when they never landed (the next start shows it again)."""
         self._finished = True
         if self._task is not None:
+            if not self.messages and not self._opening:
+                self._task.cancel()  # still waiting for its slot: the final form opens the message instead
             self._changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         parts, reasoning = self.final_parts(outcome)
         try:
-            if not self.messages:  # a refusal: its one message, with no Stop button at all
-                await self._retrying(partial(self._open, None))
+            if not self.messages:  # a refusal, or an answer over before its message opened: no Stop button
+                await self._retrying(partial(self._open, lambda: parts[0], None))
             await self._show(parts, final=True, reasoning=reasoning)
         except discord.HTTPException as exc:
             log.error("could not show an answer's final form", error=str(exc), status=exc.status,
@@ -179,7 +218,8 @@ class DiscordAnswerView:
     async def _render_loop(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await self.begin()
+            if not self.messages:
+                await self._open_live()
             while not self.finished():
                 await self._changed.wait()
                 if self.finished():
@@ -216,16 +256,20 @@ class DiscordAnswerView:
                 view_kwargs["view"] = None if final else self.stop_view
             attach = reasoning if final and last else None
             if index < len(self.messages):
-                if self._sent[index] == text and attach is None and not (final and index == 0):
+                if self._sent[index] == text and attach is None and not (final and index == 0
+                                                                            and self._first_has_view):
                     continue
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
                 await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final,
                                   urgent=urgent, global_budget=not self._via_webhook(self.messages[index]))
                 self._sent[index] = text
+                self._first_has_view = self._first_has_view or "view" in view_kwargs
             else:
                 message = await self._write(partial(self._send_more, text), final=final)
                 self.messages.append(message)
                 self._sent.append(text)
+                if not final:
+                    await self._report_opened()
                 if attach is not None:
                     await self._write(partial(self._edit, message, {"allowed_mentions": NO_MENTIONS}, attach),
                                       final=final, global_budget=not self._via_webhook(message))

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from bot.chat.text import open_fence
+from bot.discord.pacing import ChannelPacer
 from tests.conftest import fixture_bytes
 from tests.discord.conftest import NO_MENTIONS, Harness, last_user_text, start_conversation
 from tests.fakes.openrouter_server import JSONReply, SSEReply
@@ -392,6 +393,39 @@ async def test_the_stop_button_is_there_before_the_first_word(bot: Harness) -> N
     inter = await d.slash("chat", {"prompt": "And you?"}, user_id=bot.user, channel_id=d.text_channel_id)
     await d.wait_for(lambda: inter.message is not None and "Thinking" in inter.message.content
                      and bool(inter.message.components), timeout=1.5)
+
+
+async def test_a_reply_waiting_for_its_slot_opens_with_the_words_that_came_meanwhile(harness: Harness) -> None:
+    """The request goes out at once; the reply opens when the thread's budget allows, with the first
+    words in that first write (no placeholder, then an edit), and its Stop button."""
+    pacer = harness.client_options["pacer"] = ChannelPacer(per=1.0)
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    harness.openrouter.tokens_per_second = 20
+    harness.openrouter.reply_text = "slowly " * 40  # about 2 s of streaming
+    pacer.assume_full(thread_id)  # the thread's budget is spent for about a second
+    await d.post_message(thread_id, "Are you there?", user_id=harness.user)
+    await d.wait_for(lambda: len(harness.bot_messages(thread_id)) == 1, timeout=5)
+    [reply] = harness.bot_messages(thread_id)
+    assert reply.first_content.startswith("slowly slowly") and reply.first_content.endswith("▌")
+    assert reply.components  # stoppable from its first write
+    [saved] = await harness.query("SELECT discord_message_ids FROM turns WHERE role = 'assistant' "
+                                  "ORDER BY id DESC LIMIT 1")
+    assert json.loads(saved[0]) == [reply.id]  # saved as it opened: a crash now is recovered in Discord
+    await harness.wait_answer_done(thread_id)
+
+
+async def test_an_answer_over_before_its_slot_opens_in_its_final_form_at_once(harness: Harness) -> None:
+    pacer = harness.client_options["pacer"] = ChannelPacer(per=1.0)
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    pacer.assume_full(thread_id)
+    await d.post_message(thread_id, "Quick one", user_id=harness.user)  # answered in a few milliseconds
+    [answer] = await harness.wait_answer_done(thread_id)
+    assert answer.first_content == answer.content and answer.edits == [] and answer.components == []
+    assert "Echo: Quick one" in answer.content
 
 
 async def test_an_answer_longer_than_the_interaction_token_lives_goes_on_through_the_channel(

@@ -20,7 +20,7 @@ from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
 from bot.discord.files import read_attachments
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, OpenFirst
+from bot.discord.render import NO_MENTIONS, DiscordAnswerView, OpenFirst
 from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
@@ -162,8 +162,8 @@ class ChatCog(commands.Cog):
             model=model_id, title=thread_title(prompt),
             thread_id=channel.id if isinstance(channel, discord.Thread) else None)
 
-        async def open_first(stop: discord.ui.View | None) -> discord.Message:
-            return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
+        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
+            return await interaction.edit_original_response(content=text, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
                               rejected=rejected, interaction=True)
@@ -263,16 +263,14 @@ class ChatCog(commands.Cog):
                 owner_id=message.author.id, title=thread_title(content))
         waiting = self.conversations.busy(conversation)
 
-        async def open_first(stop: discord.ui.View | None) -> discord.Message:
-            await self.bot.pacer.acquire(channel.id)
-            if waiting or stop is None:  # waiting: nothing to stop yet, the Stop button comes with the first words
-                return await message.reply(WAITING if waiting else THINKING, mention_author=False,
-                                           allowed_mentions=NO_MENTIONS)
-            return await message.reply(THINKING, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
+        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
+            if stop is None:  # typed: `view` may only be left out
+                return await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            return await message.reply(text, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected)
-        if waiting:
-            await view.begin()  # say at once that this message was seen and waits its turn
+        if waiting:  # say at once that this message was seen and waits its turn (the Stop button comes later)
+            await view.open_waiting()
         await self.run_answer(conversation, author_id=message.author.id, content=content, message_id=message.id,
                               channel_id=channel.id, attachments=attachments, view=view)
         if start_thread:
