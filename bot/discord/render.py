@@ -11,9 +11,10 @@ import contextlib
 import io
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import discord
+from discord.http import MultipartParameters, Route
 
 from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, split_for_discord
 from bot.chat.view import AnswerOutcome
@@ -26,6 +27,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 NO_MENTIONS = discord.AllowedMentions.none()
+NO_MENTIONS_PAYLOAD = NO_MENTIONS.to_dict()
 BODY_LIMIT = DISCORD_LIMIT - 200  # room for the cursor, notices and the footer
 THINKING = "💭 *Thinking…*"
 WAITING = "⏳ *Waiting for the previous answer in this conversation…*"
@@ -41,7 +43,9 @@ class DiscordAnswerView:
     def __init__(self, *, open_first: OpenFirst, send_more: SendMore, channel_id: int, pacer: ChannelPacer,
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
                  notices: list[str] | None = None, final_retry_budget: float = 60.0,
-                 first_via_channel: tuple[discord.abc.Messageable, float] | None = None) -> None:
+                 first_via_channel: tuple[discord.abc.Messageable, float] | None = None,
+                 http: discord.http.HTTPClient | None = None, interaction: discord.Interaction[Any] | None = None
+                 ) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -53,6 +57,10 @@ class DiscordAnswerView:
         # An interaction's response is edited with its token, which Discord honours for 15 minutes:
         # past the given loop time, the first message is edited through its channel instead.
         self._first_via_channel = first_via_channel
+        # live edits go straight through discord.py's HTTP client when given (an interaction's response
+        # through its webhook route)
+        self._http = http
+        self._interaction = interaction
         self.notices: list[str] = list(notices or [])
         self.status_line: str | None = None
         self.messages: list[discord.Message] = []
@@ -111,7 +119,8 @@ class DiscordAnswerView:
 
         await self._open(text_now, self.stop_view)
         self._words_shown = words
-        self._last_edit = asyncio.get_running_loop().time()
+        if words:  # a placeholder is followed by the first words at once, not an interval later
+            self._last_edit = asyncio.get_running_loop().time()
         await self._report_opened()
 
     async def _report_opened(self) -> None:
@@ -251,19 +260,22 @@ class DiscordAnswerView:
         for index, text in enumerate(parts):
             last = index == len(parts) - 1
             view_kwargs: dict[str, object] = {}
-            if index == 0 and (final or self.stop_view is not None):
-                # the Stop button lives on the first message while streaming and goes away at the end
-                view_kwargs["view"] = None if final else self.stop_view
+            if index == 0 and final and self._first_has_view:
+                view_kwargs["view"] = None  # the Stop button goes away at the end
+            elif index == 0 and not final and self.stop_view is not None and not self._first_has_view:
+                view_kwargs["view"] = self.stop_view  # opened "waiting": the Stop button comes with the words
             attach = reasoning if final and last else None
             if index < len(self.messages):
-                if self._sent[index] == text and attach is None and not (final and index == 0
-                                                                            and self._first_has_view):
+                if self._sent[index] == text and attach is None and "view" not in view_kwargs:
                     continue
+                message = self.messages[index]
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
-                await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final,
-                                  urgent=urgent, global_budget=not self._via_webhook(self.messages[index]))
+                # a live edit changes the text alone: sent as is, with no discord.Message built from the answer
+                edit = partial(self._edit, message, kwargs, attach) if final or view_kwargs \
+                    else partial(self._edit_text, message, text)
+                await self._write(edit, final=final, urgent=urgent, global_budget=not self._via_webhook(message))
                 self._sent[index] = text
-                self._first_has_view = self._first_has_view or "view" in view_kwargs
+                self._first_has_view = view_kwargs.get("view") is not None if view_kwargs else self._first_has_view
             else:
                 message = await self._write(partial(self._send_more, text), final=final)
                 self.messages.append(message)
@@ -306,6 +318,24 @@ class DiscordAnswerView:
             if asyncio.get_running_loop().time() >= deadline and hasattr(channel, "get_partial_message"):
                 return channel.get_partial_message(message.id)  # type: ignore[no-any-return]
         return message
+
+    async def _edit_text(self, message: discord.Message, text: str) -> None:
+        """A live edit: the text only (the view stays as it is), straight through discord.py's HTTP client."""
+        if self._http is None:
+            await self._edit(message, {"content": text, "allowed_mentions": NO_MENTIONS})
+            return
+        payload = {"content": text, "allowed_mentions": NO_MENTIONS_PAYLOAD}
+        target = self._editable(message)
+        try:
+            if self._interaction is not None and target is message and isinstance(message, discord.InteractionMessage):
+                await self._http.request(Route("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+                                               webhook_id=self._interaction.application_id,
+                                               webhook_token=self._interaction.token), json=payload)
+            else:
+                await self._http.edit_message(target.channel.id, target.id,
+                                              params=MultipartParameters(payload, None, None))
+        except discord.NotFound:
+            log.info("an answer message was deleted; going on without it", message=message.id)
 
     async def _edit(self, message: discord.Message, kwargs: dict[str, object], attach: bytes | None = None) -> None:
         if attach is not None:  # a new File each try: a File is read once

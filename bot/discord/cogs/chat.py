@@ -100,7 +100,7 @@ class ChatCog(commands.Cog):
         return choices[:25]
 
     def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
-                  rejected: Sequence[Rejected], interaction: bool = False) -> DiscordAnswerView:
+                  rejected: Sequence[Rejected], interaction: Interaction | None = None) -> DiscordAnswerView:
         async def send_more(text: str) -> discord.Message:
             return await channel.send(text, allowed_mentions=NO_MENTIONS)
 
@@ -110,6 +110,7 @@ class ChatCog(commands.Cog):
             stop_view=StopView(self), notices=[r.message() for r in rejected],
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
+            http=self.bot.http, interaction=interaction,
         )
 
     def token_deadline(self) -> float:
@@ -166,7 +167,7 @@ class ChatCog(commands.Cog):
             return await interaction.edit_original_response(content=text, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
-                              rejected=rejected, interaction=True)
+                              rejected=rejected, interaction=interaction)
         await self.run_answer(conversation, author_id=interaction.user.id, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None)
