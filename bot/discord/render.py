@@ -18,7 +18,7 @@ from discord.http import MultipartParameters, Route
 
 from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, split_for_discord
 from bot.chat.view import AnswerOutcome
-from bot.discord.pacing import ChannelPacer
+from bot.discord.pacing import ChannelPacer, Rank
 from bot.logs import get_logger
 from bot.retry import call_with_retries
 from bot.states import AnswerStatus, NoticeKind
@@ -96,10 +96,11 @@ class DiscordAnswerView:
         """Say at once that a message was seen and waits for the answer before it (no Stop button yet)."""
         await self._open(lambda: WAITING, None)
 
-    async def _open(self, text_now: Callable[[], str], view: discord.ui.View | None) -> None:
+    async def _open(self, text_now: Callable[[], str], view: discord.ui.View | None, *,
+                    rank: Rank | None = None) -> None:
         """The answer's first message, paced like any write (an interaction's response is exempt from
         the global budget); its text is taken once the slot is granted, so it carries what came meanwhile."""
-        await self.pacer.acquire(self.channel_id, global_budget=self._first_via_channel is None)
+        await self.pacer.acquire(self.channel_id, global_budget=self._first_via_channel is None, rank=rank)
         self._opening = True  # from here on the message is as good as sent: `finish` waits for it
         text = text_now()
         message = await self._open_first(text, view)
@@ -117,11 +118,20 @@ class DiscordAnswerView:
             words = bool("".join(self._content).strip())
             return self._live_parts()[0]
 
-        await self._open(text_now, self.stop_view)
+        await self._open(text_now, self.stop_view, rank=self._opening_rank)
         self._words_shown = words
         if words:  # a placeholder is followed by the first words at once, not an interval later
             self._last_edit = asyncio.get_running_loop().time()
         await self._report_opened()
+
+    def _opening_rank(self) -> float:
+        """While the budget is short, a reply that would open with words goes before one that has none yet
+        (a placeholder would cost a second write for the same words)."""
+        return 0.0 if self._content else 1.0
+
+    def _live_rank(self) -> float:
+        """Live edits share what is left oldest-updated first."""
+        return self._last_edit
 
     async def _report_opened(self) -> None:
         if self._opened is not None:
@@ -291,7 +301,9 @@ class DiscordAnswerView:
         """One write to Discord, paced (a live edit that is not `urgent` yields to other writes). The
         final form's writes are retried while Discord fails."""
         async def paced() -> T:
-            await self.pacer.acquire(self.channel_id, live=not (final or urgent), global_budget=global_budget)
+            live = not (final or urgent)
+            await self.pacer.acquire(self.channel_id, live=live, global_budget=global_budget,
+                                     rank=self._live_rank if live else None)
             return await write()
 
         return await (self._retrying(paced) if final else paced())
