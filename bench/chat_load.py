@@ -56,9 +56,10 @@ FOOTER_MARK = "\n-# "
 CURSOR = "▌"
 
 # Targets from the issue.
-TARGET_FIRST_EDIT_P99_MS = 250.0
+TARGET_FIRST_EDIT_P99_MS = 100.0  # issue 9's targets for 50 /chat at once
+TARGET_CHAT_VISIBLE_P99_MS = 250.0
 TARGET_429S = 0
-TARGET_CPU_PER_1K_TOKENS = 0.05
+TARGET_CPU_PER_1K_TOKENS = 0.08
 TARGET_PEAK_MB = 200.0
 
 
@@ -257,6 +258,7 @@ class Results:
     failures: list[str]
     first_edit_ms: list[float]
     chat_to_first_token_ms: list[float]
+    chat_to_visible_ms: list[float]
     defer_ms: list[float]
     edits_per_message: list[int]
     edit_rates: list[float]
@@ -370,6 +372,7 @@ async def run_load(args: argparse.Namespace) -> Results:
     failures: list[str] = []
     first_edit_ms: list[float] = []
     chat_to_first_token_ms: list[float] = []
+    chat_to_visible_ms: list[float] = []
     defer_ms: list[float] = []
     edits_per_message: list[int] = []
     edit_rates: list[float] = []
@@ -400,6 +403,7 @@ async def run_load(args: argparse.Namespace) -> Results:
             failures.append(f"conversation {conv.index}: no edit showed the answer")
             continue
         first_edit_ms.append((visible - start.t) * 1000)
+        chat_to_visible_ms.append((visible - inter.dispatched_at) * 1000)
         # Every message the bot wrote in this channel for the answer (one, unless the answer is long).
         for m in discord_fake.bot_messages(conv.channel_id):
             if not m.edit_times:
@@ -417,7 +421,8 @@ async def run_load(args: argparse.Namespace) -> Results:
         failures.append(f"the bot exited with status {bot.returncode}")
     return Results(
         conversations=n, finished=sum(thread_opened(c) for c in convs), failures=failures,
-        first_edit_ms=first_edit_ms, chat_to_first_token_ms=chat_to_first_token_ms, defer_ms=defer_ms,
+        first_edit_ms=first_edit_ms, chat_to_first_token_ms=chat_to_first_token_ms,
+        chat_to_visible_ms=chat_to_visible_ms, defer_ms=defer_ms,
         edits_per_message=edits_per_message, edit_rates=edit_rates, max_writes_5s=max_writes,
         rate_limited=discord_fake.rate_limited_count, global_429s=discord_fake.global_429_count,
         invalid_requests=discord_fake.invalid_requests_in(600), rate_limited_kinds=kinds, tokens=tokens,
@@ -447,15 +452,19 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
           "and 50 requests / s in all")
     print(f"finished answers: {r.finished}/{r.conversations}; {r.tokens:,} tokens streamed; "
           f"load phase {r.load_seconds:.1f} s (first /chat to last answer finished)")
+    visible99 = percentile(r.chat_to_visible_ms, 99)
     rows: list[tuple[str, str, str, bool | None]] = [
+        ("/chat -> first visible words, p50", f"{percentile(r.chat_to_visible_ms, 50):.0f} ms", "", None),
+        ("/chat -> first visible words, p99", f"{visible99:.0f} ms", f"<= {TARGET_CHAT_VISIBLE_P99_MS:.0f} ms",
+         visible99 <= TARGET_CHAT_VISIBLE_P99_MS),
         ("first token -> first visible edit, p50", f"{p50:.0f} ms", "", None),
-        ("first token -> first visible edit, p99", f"{p99:.0f} ms", f"< {TARGET_FIRST_EDIT_P99_MS:.0f} ms",
-         p99 < TARGET_FIRST_EDIT_P99_MS),
+        ("first token -> first visible edit, p99", f"{p99:.0f} ms", f"<= {TARGET_FIRST_EDIT_P99_MS:.0f} ms",
+         p99 <= TARGET_FIRST_EDIT_P99_MS),
         ("edits per message per second, mean", f"{mean_rate:.2f}", "", None),
         ("edits per message per second, max", f"{max_rate:.2f}", "", None),
         ("429s received", f"{r.rate_limited}", f"{TARGET_429S}", r.rate_limited <= TARGET_429S),
-        ("bot CPU s per 1,000 tokens", f"{cpu_per_1k:.4f}", f"< {TARGET_CPU_PER_1K_TOKENS}",
-         cpu_per_1k < TARGET_CPU_PER_1K_TOKENS),
+        ("bot CPU s per 1,000 tokens", f"{cpu_per_1k:.4f}", f"<= {TARGET_CPU_PER_1K_TOKENS}",
+         cpu_per_1k <= TARGET_CPU_PER_1K_TOKENS),
         ("bot peak memory (VmHWM)", f"{peak_mb:.1f} MB", f"< {TARGET_PEAK_MB:.0f} MB", peak_mb < TARGET_PEAK_MB),
     ]
     print_table(rows)
@@ -463,7 +472,8 @@ def report(args: argparse.Namespace, r: Results, total_seconds: float) -> bool:
     print("\ndetails:")
     print("  first token = when the fake OpenRouter wrote the stream's first content chunk; first visible edit =")
     print("  when the fake Discord accepted the first edit of the /chat response that contains that chunk")
-    print("  (both CLOCK_MONOTONIC, system-wide); edits per message per second = the message's edits (live and")
+    print("  (both CLOCK_MONOTONIC, system-wide); /chat = when the fake Discord dispatched the interaction;")
+    print("  edits per message per second = the message's edits (live and")
     print("  final) / (its last edit - first token).")
     print(f"  edits per answer message: mean {mean_edits:.1f}; "
           f"most writes to one channel in any 5 s: {r.max_writes_5s}")
