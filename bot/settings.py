@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     system_prompt: str = "You are a helpful assistant in a Discord server. Answer concisely; use Markdown."
     max_answer_tokens: int = Field(default=2048, ge=16)
     stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2)
+    first_words_wait_seconds: float = Field(default=0.0, ge=0, le=5)
     discord_writes_per_second: int = Field(default=45, ge=1, le=50)  # of Discord's global 50 per bot
     final_edit_retry_seconds: float = Field(default=60.0, ge=0)  # how long an answer's final edit is retried
     interaction_token_seconds: float = Field(default=15 * 60, gt=0)  # Discord's interaction token lifetime

@@ -28,6 +28,7 @@ INVALID_BAN = 10_000
 WARN_AT = 1_000
 SLOW_AT = 5_000  # half way to the ban: live edits slow down
 CHANNEL_ROUTE = re.compile(r"/channels/(\d+)/")
+GLOBAL_LIMITED = re.compile(r"/api/v\d+/(?!interactions/|webhooks/)")  # all but interaction routes
 MESSAGE_WRITE = re.compile(r"/channels/(\d+)/messages(?:/\d+)?$")  # a message sent or edited in a channel
 
 
@@ -41,8 +42,14 @@ class DiscordLimits:
 
     def trace_config(self) -> aiohttp.TraceConfig:
         trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(self._on_request_start)
         trace.on_request_end.append(self._on_request_end)
         return trace
+
+    async def _on_request_start(self, session: aiohttp.ClientSession, context: Any,
+                                params: aiohttp.TraceRequestStartParams) -> None:
+        if GLOBAL_LIMITED.match(params.url.path):
+            self.pacer.sent()
 
     async def _on_request_end(self, session: aiohttp.ClientSession, context: Any,
                               params: aiohttp.TraceRequestEndParams) -> None:

@@ -49,10 +49,12 @@ class ChannelPacer:
         self.global_limit = global_per_second
         self.live_limit = max(1, int(global_per_second * live_share))
         self._global_per = self.GLOBAL_WINDOW + min(margin, 0.1)
-        self._global: collections.deque[float] = collections.deque()
+        self._global: collections.deque[float] = collections.deque()  # requests sent (see `sent`)
+        self._granted: collections.deque[float] = collections.deque()  # slots granted, request not seen yet
         self._global_paused_until = 0.0
         self._paused_until: dict[int, float] = {}  # channel → when Discord's 429 lets it write again
         self.live_slowdown = 1.0  # > 1 near Discord's invalid-request ban: live edits get that much less
+        self.awaiting_words = 0  # answers streaming whose first words are not shown yet (views count them)
         self._clock = clock
         self._sent: dict[int, collections.deque[float]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -107,14 +109,31 @@ class ChannelPacer:
 
     def global_delay(self, *, live: bool = False) -> float:
         """Seconds until a write fits the bot's global budget (live edits get a smaller share of it)."""
-        window, now = self._global, self._clock()
-        while window and now - window[0] >= self._global_per:
-            window.popleft()
-        allowed = max(1, int(self.live_limit / self.live_slowdown)) if live else self.global_limit
+        now = self._clock()
+        for times in (self._global, self._granted):
+            while times and now - times[0] >= self._global_per:
+                times.popleft()
+        window = sorted((*self._global, *self._granted)) if self._granted else self._global
+        allowed = self._live_allowed() if live else self.global_limit
         paused = self._global_paused_until - now
         if len(window) < allowed:
             return max(0.0, paused)
         return max(0.0, paused, window[len(window) - allowed] + self._global_per - now)
+
+    def sent(self) -> None:
+        """A request under Discord's global limit went out just now (limits.py sees each one): it counts
+        from now, and a granted slot whose request had not gone out yet is settled by it. So a write the
+        busy event loop sends late still holds its place until a window after it really went out."""
+        self.global_delay()  # drops what left the window
+        if self._granted:
+            self._granted.popleft()
+        self._global.append(self._clock())
+
+    def _live_allowed(self) -> int:
+        """Live edits' share; while answers wait for their first words, a tenth of the budget, so that
+        no answer's later edits delay another's first words (each simply edits less often meanwhile)."""
+        share = self.live_limit if not self.awaiting_words else self.global_limit // 10
+        return max(1, int(share / self.live_slowdown))
 
     def pause_global(self, seconds: float) -> None:
         """Discord answered a global 429: no write until it allows them again."""
@@ -151,7 +170,7 @@ class ChannelPacer:
 
     async def _take_global(self, *, live: bool, rank: Rank | None) -> None:
         if not self._waiters and self.global_delay(live=live) <= 0:
-            self._global.append(self._clock())
+            self._granted.append(self._clock())
             return
         waiter = _Waiter(live, rank, next(self._seq))
         self._waiters.append(waiter)
@@ -179,7 +198,7 @@ class ChannelPacer:
                 return
             self._waiters.remove(best)
             if not best.granted.done():  # (cancelled: it leaves the list itself and takes nothing)
-                self._global.append(self._clock())
+                self._granted.append(self._clock())
                 best.granted.set_result(None)
 
     def assume_full(self, channel_id: int) -> None:

@@ -44,8 +44,8 @@ class DiscordAnswerView:
                  interval: float = 1.0, show_reasoning: bool = True, stop_view: discord.ui.View | None = None,
                  notices: list[str] | None = None, final_retry_budget: float = 60.0,
                  first_via_channel: tuple[discord.abc.Messageable, float] | None = None,
-                 http: discord.http.HTTPClient | None = None, interaction: discord.Interaction[Any] | None = None
-                 ) -> None:
+                 http: discord.http.HTTPClient | None = None, interaction: discord.Interaction[Any] | None = None,
+                 first_words_wait: float = 0.0) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -61,6 +61,8 @@ class DiscordAnswerView:
         # through its webhook route)
         self._http = http
         self._interaction = interaction
+        self.first_words_wait = first_words_wait  # the first message waits this long for words, at most
+        self._words = asyncio.Event()  # the first words have come
         self.notices: list[str] = list(notices or [])
         self.status_line: str | None = None
         self.messages: list[discord.Message] = []
@@ -72,6 +74,7 @@ class DiscordAnswerView:
         self._finished = False
         self._last_edit = 0.0
         self._words_shown = False  # the answer's first words are on screen
+        self._counted = False  # counted in the pacer's `awaiting_words`
         self._opened: Opened | None = None  # told the message ids as messages open (crash recovery needs them)
         self._opening = False  # the first message's request is on its way: it can no longer be called off
         self._first_has_view = True  # the first message may carry a view (a Stop button) the final form removes
@@ -87,6 +90,7 @@ class DiscordAnswerView:
         """Start showing the answer: its first message opens as soon as the pacer allows, with the first
         words if they have come by then (a placeholder if not), and its Stop button from the start."""
         self._opened = opened
+        self._await_words(True)
         waiting = bool(self.messages)
         self._start_rendering()
         if waiting:  # the "waiting" message stays until there is something new to show
@@ -111,6 +115,9 @@ class DiscordAnswerView:
     async def _open_live(self) -> None:
         """The first message while streaming: the first words if they have come, else a placeholder."""
         words = False
+        if self.first_words_wait > 0:  # one write with the words rather than a placeholder and then an edit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._words.wait(), self.first_words_wait)
 
         def text_now() -> str:
             nonlocal words
@@ -120,9 +127,16 @@ class DiscordAnswerView:
 
         await self._open(text_now, self.stop_view, rank=self._opening_rank)
         self._words_shown = words
+        self._await_words(not words)
         if words:  # a placeholder is followed by the first words at once, not an interval later
             self._last_edit = asyncio.get_running_loop().time()
         await self._report_opened()
+
+    def _await_words(self, awaiting: bool) -> None:
+        """Count this answer among those whose first words the pacer waits for (live edits yield to them)."""
+        if awaiting != self._counted:
+            self._counted = awaiting
+            self.pacer.awaiting_words += 1 if awaiting else -1
 
     def _opening_rank(self) -> float:
         """While the budget is short, a reply that would open with words goes before one that has none yet
@@ -143,6 +157,7 @@ class DiscordAnswerView:
     def append(self, content: str, reasoning: str) -> None:
         if content:
             self._content.append(content)
+            self._words.set()
         if reasoning:
             self._reasoning.append(reasoning)
         self._start_rendering()
@@ -165,6 +180,7 @@ class DiscordAnswerView:
         """The final form: the whole text, notices, footer, no cursor and no Stop button. Its writes are
         retried while Discord fails; False when they never landed (the next start shows it again)."""
         self._finished = True
+        self._await_words(False)
         if self._task is not None:
             if not self.messages and not self._opening:
                 self._task.cancel()  # still waiting for its slot: the final form opens the message instead
@@ -261,6 +277,7 @@ class DiscordAnswerView:
                 first_words = not self._words_shown and bool("".join(self._content).strip())
                 await self._show(self._live_parts(), final=False, urgent=first_words)
                 self._words_shown = self._words_shown or first_words
+                self._await_words(not self._words_shown)
                 self._last_edit = loop.time()
         except discord.HTTPException as exc:
             log.warning("could not update a streaming answer", error=str(exc), status=exc.status)

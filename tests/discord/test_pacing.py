@@ -364,3 +364,20 @@ def test_a_channels_bucket_is_planned_from_discords_headers() -> None:
     assert pacer.delay(9) == 0.0 and pacer.delay(9, reserve=1) > 0
     pacer.learn(9, limit=5, remaining=0, reset_after=2.5)  # none left until Discord resets the bucket
     assert pacer.delay(9) == 2.5
+
+
+async def test_a_write_sent_late_holds_its_global_slot_from_when_it_went_out() -> None:
+    """A slot counts from its grant until its request is seen going out (`sent`, from discord.py's
+    trace), then from that moment: a busy event loop that sends granted writes late cannot bunch more
+    than the budget into one second."""
+    now = [0.0]
+    pacer = ChannelPacer(margin=0.0, global_per_second=2, clock=lambda: now[0])
+    await pacer.acquire(None)
+    await pacer.acquire(None)  # two slots granted at 0.0: the budget is spent
+    assert pacer.global_delay() == 1.0
+    now[0] = 0.9
+    pacer.sent()  # one of them only goes out now
+    now[0] = 1.0  # the other, never seen going out, has left the window; this one holds until 1.9
+    assert pacer.global_delay() == 0.0
+    await pacer.acquire(None)
+    assert pacer.global_delay() == pytest.approx(0.9)

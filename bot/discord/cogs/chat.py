@@ -107,6 +107,7 @@ class ChatCog(commands.Cog):
         return DiscordAnswerView(
             open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
             interval=self.settings.stream_edit_interval_seconds, show_reasoning=self.settings.show_reasoning,
+            first_words_wait=self.settings.first_words_wait_seconds,
             stop_view=StopView(self), notices=[r.message() for r in rejected],
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
