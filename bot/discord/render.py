@@ -75,6 +75,7 @@ class DiscordAnswerView:
         self._last_edit = 0.0
         self._words_shown = False  # the answer's first words are on screen
         self._counted = False  # counted in the pacer's `awaiting_words`
+        self._saving: asyncio.Task[None] | None = None  # the latest save of the message ids
         self._opened: Opened | None = None  # told the message ids as messages open (crash recovery needs them)
         self._opening = False  # the first message's request is on its way: it can no longer be called off
         self._first_has_view = True  # the first message may carry a view (a Stop button) the final form removes
@@ -130,7 +131,7 @@ class DiscordAnswerView:
         self._await_words(not words)
         if words:  # a placeholder is followed by the first words at once, not an interval later
             self._last_edit = asyncio.get_running_loop().time()
-        await self._report_opened()
+        self._report_opened()
 
     def _await_words(self, awaiting: bool) -> None:
         """Count this answer among those whose first words the pacer waits for (live edits yield to them)."""
@@ -147,9 +148,21 @@ class DiscordAnswerView:
         """Live edits share what is left oldest-updated first."""
         return self._last_edit
 
-    async def _report_opened(self) -> None:
+    def _report_opened(self) -> None:
+        """Tell the core the answer's messages, apart from the rendering (a busy database must not hold
+        up the first words); `finish` waits for it, so the saves land in order."""
         if self._opened is not None:
-            await self._opened(self.message_ids())
+            previous, ids, opened = self._saving, self.message_ids(), self._opened
+
+            async def save() -> None:
+                if previous is not None:
+                    await previous
+                try:
+                    await opened(ids)
+                except Exception:  # the answer goes on; its final save comes at the end
+                    log.exception("could not report an answer's messages", messages=ids)
+
+            self._saving = asyncio.create_task(save(), name=f"save-messages-{self.channel_id}")
 
     def message_ids(self) -> list[int]:
         return [m.id for m in self.messages]
@@ -187,6 +200,8 @@ class DiscordAnswerView:
             self._changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._saving is not None:
+            await self._saving
         parts, reasoning = self.final_parts(outcome)
         try:
             if not self.messages:  # a refusal, or an answer over before its message opened: no Stop button
@@ -308,7 +323,7 @@ class DiscordAnswerView:
                 self.messages.append(message)
                 self._sent.append(text)
                 if not final:
-                    await self._report_opened()
+                    self._report_opened()
                 if attach is not None:
                     await self._write(partial(self._edit, message, {"allowed_mentions": NO_MENTIONS}, attach),
                                       final=final, global_budget=not self._via_webhook(message))
