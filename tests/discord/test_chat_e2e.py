@@ -416,6 +416,18 @@ async def test_a_reply_waiting_for_its_slot_opens_with_the_words_that_came_meanw
     await harness.wait_answer_done(thread_id)
 
 
+async def test_with_a_first_words_wait_a_reply_waits_for_its_words_instead_of_a_placeholder(
+        harness: Harness) -> None:
+    harness.overrides["first_words_wait_seconds"] = 3.0
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    harness.openrouter.script("chat", SSEReply(fixture="stream-basic.sse", delay_before=0.8))
+    await d.post_message(thread_id, "Take your time", user_id=harness.user)
+    [answer] = await harness.wait_answer_done(thread_id)
+    assert "Thinking" not in answer.first_content and answer.first_content.strip()
+
+
 async def test_an_answer_over_before_its_slot_opens_in_its_final_form_at_once(harness: Harness) -> None:
     pacer = harness.client_options["pacer"] = ChannelPacer(per=1.0)
     await harness.start()

@@ -381,3 +381,14 @@ async def test_a_write_sent_late_holds_its_global_slot_from_when_it_went_out() -
     assert pacer.global_delay() == 0.0
     await pacer.acquire(None)
     assert pacer.global_delay() == pytest.approx(0.9)
+
+
+async def test_live_edits_get_a_tenth_of_the_budget_while_answers_wait_for_their_first_words() -> None:
+    now = [0.0]
+    pacer = ChannelPacer(margin=0.0, global_per_second=20, live_share=0.8, clock=lambda: now[0])
+    pacer.awaiting_words = 1  # a view reports an answer whose words are not shown yet
+    for channel in range(2):
+        await pacer.acquire(channel, live=True)
+    assert pacer.global_delay(live=True) == 1.0 and pacer.global_delay() == 0.0
+    pacer.awaiting_words = 0  # its words are shown: live edits have their 80 % again
+    assert pacer.global_delay(live=True) == 0.0
