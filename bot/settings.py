@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
     stream_max_seconds: float = Field(default=900.0, gt=0)
     stream_idle_content_seconds: float = Field(default=300.0, gt=0)
+    stream_read_gather_seconds: float = Field(default=0.1, ge=0, le=1)
     openrouter_http: Literal["aiohttp", "httpx"] = "aiohttp"  # the transport under httpx's API
     models_cache_ttl_seconds: float = Field(default=3600.0, gt=0)
 
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     system_prompt: str = "You are a helpful assistant in a Discord server. Answer concisely; use Markdown."
     max_answer_tokens: int = Field(default=2048, ge=16)
     stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2)
+    first_words_wait_seconds: float = Field(default=0.0, ge=0, le=5)
     discord_writes_per_second: int = Field(default=45, ge=1, le=50)  # of Discord's global 50, for all processes
     # Sharding: None = what Discord recommends (GET /gateway/bot) and every shard in this process.
     shard_count: int | None = Field(default=None, ge=1)

@@ -6,7 +6,7 @@ end in tests/discord)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -35,6 +35,7 @@ class RecordingView:
     outcome: AnswerOutcome | None = None
     ids: list[int] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    opening: asyncio.Task[None] | None = None
 
     async def wait_for_pieces(self, count: int) -> None:
         async with asyncio.timeout(10):
@@ -42,8 +43,9 @@ class RecordingView:
                 self.arrived.clear()
                 await self.arrived.wait()
 
-    async def begin(self) -> None:
+    def begin(self, opened: Callable[[list[int]], Awaitable[None]]) -> None:
         self.ids = [1001]
+        self.opening = asyncio.create_task(opened(list(self.ids)))  # as a Discord view reports its message
 
     def message_ids(self) -> list[int]:
         return self.ids
@@ -56,6 +58,8 @@ class RecordingView:
         (self.progress if kind == NoticeKind.PROGRESS else self.notices).append(text)
 
     async def finish(self, outcome: AnswerOutcome) -> bool:
+        if self.opening is not None:
+            await self.opening
         self.outcome = outcome
         return True
 

@@ -76,7 +76,6 @@ class AnswerPipeline:
         active = ActiveAnswer(0, question.author_id, view)  # stoppable from its first message on
         with self.active.running(active):
             try:
-                await view.begin()
                 active.turn_id = await self.repo.start_answer(
                     conversation.id, reply_to=question.id, model=plan.request_plan.model,
                     message_ids=view.message_ids(), channel_id=question.discord_channel_id)
@@ -84,6 +83,9 @@ class AnswerPipeline:
             except BaseException:
                 await self._land("release a hold", partial(self.holds.release, reservation, may_have_run=False))
                 raise
+            # the request goes out at once; the view opens its message when Discord allows, with the
+            # first words if they have come by then
+            view.begin(partial(self._messages_opened, active.turn_id))
             outcome = await self._stream_and_record(plan, reservation, active)
         if active.cancelled_from_outside:
             raise asyncio.CancelledError  # the cancellation goes on, now that the answer is stored
@@ -121,6 +123,13 @@ class AnswerPipeline:
             await self._land("record an answer's messages", partial(self.repo.set_answer_messages, active.turn_id,
                                                                     view.message_ids(), shown=shown))
         return outcome
+
+    async def _messages_opened(self, turn_id: int, message_ids: list[int]) -> None:
+        """Best effort: an answer cut by a crash is marked interrupted in the messages saved here."""
+        try:
+            await self.repo.set_answer_messages(turn_id, message_ids, shown=False)
+        except STORE_ERRORS as exc:
+            log.warning("could not save an answer's messages; streaming on", turn=turn_id, error=repr(exc))
 
     async def _land(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
         """A write that must not be lost: retried while the database is locked or full. Past the

@@ -3,6 +3,7 @@ how the answer ended."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -13,8 +14,10 @@ from bot.states import AnswerStatus, CostSource, NoticeKind
 class AnswerView(Protocol):
     """How the Discord layer shows one answer. `append` must not block: rendering is paced apart."""
 
-    async def begin(self) -> None:
-        """Called when this answer's turn comes: show that it started (e.g. post a placeholder)."""
+    def begin(self, opened: Callable[[list[int]], Awaitable[None]]) -> None:
+        """This answer's turn has come and its request goes out now: start showing it, without waiting.
+        The view opens its first message when Discord allows (with the first words if they have come)
+        and calls `opened` with the answer's message ids each time a message opens."""
 
     def message_ids(self) -> list[int]: ...
 

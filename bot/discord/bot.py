@@ -151,7 +151,7 @@ class ChatBot(commands.AutoShardedBot):
         if not messages:
             return False
 
-        async def already_open(_: discord.ui.View | None) -> discord.Message:
+        async def already_open(_text: str, _view: discord.ui.View | None) -> discord.Message:
             return messages[0]
 
         async def send_more(text: str, view: discord.ui.View | None = None) -> discord.Message:

@@ -1,5 +1,7 @@
 """What Discord says about the bot's requests, read from every response (discord.py's `http_trace`).
 
+- Every write to a channel's messages tells the pacer that channel's bucket (`X-RateLimit-Limit`,
+  `-Remaining`, `-Reset-After`), so it plans writes by what Discord says rather than a fixed 5 per 5 s.
 - A 429 is counted and fed back to the pacer: a global one pauses every write, a per-route one pauses
   that channel, for the `retry_after` Discord asked (discord.py then retries it itself).
 - Every 401, 403 and 429 (but a 429 of scope `shared`) is an invalid request: Discord bans a bot's IP
@@ -26,6 +28,8 @@ INVALID_BAN = 10_000
 WARN_AT = 1_000
 SLOW_AT = 5_000  # half way to the ban: live edits slow down
 CHANNEL_ROUTE = re.compile(r"/channels/(\d+)/")
+GLOBAL_LIMITED = re.compile(r"/api/v\d+/(?!interactions/|webhooks/)")  # all but interaction routes
+MESSAGE_WRITE = re.compile(r"/channels/(\d+)/messages(?:/\d+)?$")  # a message sent or edited in a channel
 
 
 class DiscordLimits:
@@ -38,19 +42,28 @@ class DiscordLimits:
 
     def trace_config(self) -> aiohttp.TraceConfig:
         trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(self._on_request_start)
         trace.on_request_end.append(self._on_request_end)
         return trace
+
+    async def _on_request_start(self, session: aiohttp.ClientSession, context: Any,
+                                params: aiohttp.TraceRequestStartParams) -> None:
+        if GLOBAL_LIMITED.match(params.url.path):
+            self.pacer.sent()
 
     async def _on_request_end(self, session: aiohttp.ClientSession, context: Any,
                               params: aiohttp.TraceRequestEndParams) -> None:
         response = params.response
-        self.observe(response.status, response.headers, params.url.path)
+        self.observe(response.status, response.headers, params.url.path, params.method)
 
-    def observe(self, status: int, headers: Any, path: str) -> None:
-        """One response: a 429 pauses the pacer; 401, 403 and 429 count as invalid requests."""
+    def observe(self, status: int, headers: Any, path: str, method: str = "") -> None:
+        """One response: a channel write's bucket headers plan that channel's writes; a 429 pauses the
+        pacer; 401, 403 and 429 count as invalid requests."""
         scope = (headers.get("X-RateLimit-Scope") or "").lower()
         if status == 429:
             self._rate_limited(headers, scope, path)
+        elif method in ("POST", "PATCH") and "X-RateLimit-Limit" in headers:
+            self._learn_bucket(headers, path)
         if status in (401, 403) or (status == 429 and scope != "shared"):
             self._invalid.append(self._clock())
             self._update()
@@ -72,6 +85,17 @@ class DiscordLimits:
         elif channel is not None:
             self.pacer.pause_channel(int(channel.group(1)), retry_after)
         log.warning("Discord rate limited a request", scope=kind, retry_after=retry_after, path=_route(path))
+
+    def _learn_bucket(self, headers: Any, path: str) -> None:
+        write = MESSAGE_WRITE.search(path)
+        if write is None:
+            return
+        try:
+            limit, remaining = int(headers["X-RateLimit-Limit"]), int(headers.get("X-RateLimit-Remaining", 1))
+            reset_after = float(headers.get("X-RateLimit-Reset-After") or 0.0)
+        except ValueError:
+            return
+        self.pacer.learn(int(write.group(1)), limit=limit, remaining=remaining, reset_after=reset_after)
 
     def _update(self) -> None:
         count = self.invalid_in_window()

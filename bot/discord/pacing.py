@@ -1,12 +1,17 @@
 """Pacing of the bot's writes to Discord, so it stays inside Discord's limits instead of drawing 429s.
 
 Two budgets (see ../shared notes on Discord's limits, modelled by tests/fakes/discord):
-- per channel: about 5 message sends or edits per 5 seconds;
+- per channel: the channel's bucket as Discord reports it in its `X-RateLimit-*` headers (`learn`,
+  fed by limits.py), 5 writes per 5 seconds until a header has been seen;
 - global: Discord allows 50 requests a second per bot, interaction webhooks exempt; the bot's writes
   take at most `global_per_second` (45 by default, so commands and reads keep headroom), and live
   edits of streaming answers at most `live_share` of that, so first words, final edits, continuation
-  messages and threads always find room. With many answers streaming each one simply edits less often.
-Every write (edits, continuation messages, final edits, thread creation) first takes its slots here.
+  messages and threads always find room.
+Waiting writes are served in order, not by whoever wakes first: every other write before live edits
+(and among those, by `rank`: a reply that would open with no words yet goes after the rest), live
+edits oldest-updated first (`rank` = when the answer was last edited), so with many answers streaming
+each one simply edits less often, and evenly. Every write (edits, continuation messages, final edits,
+thread creation) first takes its slots here.
 """
 
 from __future__ import annotations
@@ -15,6 +20,21 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import count
+
+Rank = Callable[[], float]  # lower goes first among waiting writes of the same kind; read when a slot frees
+
+
+@dataclass(slots=True)
+class _Waiter:
+    live: bool
+    rank: Rank | None
+    seq: int
+    granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def order(self) -> tuple[bool, float, int]:
+        return self.live, self.rank() if self.rank is not None else 0.0, self.seq
 
 
 class ChannelPacer:
@@ -29,23 +49,49 @@ class ChannelPacer:
         self.global_limit = global_per_second
         self.live_limit = max(1, int(global_per_second * live_share))
         self._global_per = self.GLOBAL_WINDOW + min(margin, 0.1)
-        self._global: collections.deque[float] = collections.deque()
+        self._global: collections.deque[float] = collections.deque()  # requests sent (see `sent`)
+        self._granted: collections.deque[float] = collections.deque()  # slots granted, request not seen yet
         self._global_paused_until = 0.0
         self._paused_until: dict[int, float] = {}  # channel → when Discord's 429 lets it write again
         self.live_slowdown = 1.0  # > 1 near Discord's invalid-request ban: live edits get that much less
+        self.awaiting_words = 0  # answers streaming whose first words are not shown yet (views count them)
         self._clock = clock
         self._sent: dict[int, collections.deque[float]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._buckets: dict[int, tuple[int, float]] = {}  # channel → (writes, per) as Discord reported them
+        self._margin = margin
+        self._waiters: list[_Waiter] = []  # writes waiting for a global slot
+        self._seq = count()
+        self._timer: asyncio.TimerHandle | None = None
         self.waited = 0.0  # total seconds writes spent waiting (for benchmarks)
+
+    def bucket(self, channel_id: int) -> tuple[int, float]:
+        """The channel's budget: (writes, per seconds with the margin)."""
+        return self._buckets.get(channel_id) or (self.writes, self.per)
 
     def _window(self, channel_id: int) -> collections.deque[float]:
         window = self._sent.get(channel_id)
         if window is None:
             window = self._sent[channel_id] = collections.deque()
-        now = self._clock()
-        while window and now - window[0] >= self.per:
+        now, per = self._clock(), self.bucket(channel_id)[1]
+        while window and now - window[0] >= per:
             window.popleft()
         return window
+
+    def learn(self, channel_id: int, *, limit: int, remaining: int, reset_after: float) -> None:
+        """What Discord's `X-RateLimit-*` headers said of this channel's bucket after a write: its size,
+        its window (read when the write opened it), and how much of it is left."""
+        if limit < 1:
+            return
+        per = self.bucket(channel_id)[1]
+        if remaining == limit - 1 and reset_after > 0:  # the write that opened a window: its length
+            per = reset_after + self._margin
+        self._buckets[channel_id] = (limit, per)
+        window, now = self._window(channel_id), self._clock()
+        if remaining <= 0:  # none left until Discord resets it (someone else may have written)
+            self.pause_channel(channel_id, reset_after)
+        elif len(window) < limit - remaining:  # Discord counts more writes than this process made
+            window.extend([now] * (limit - remaining - len(window)))
 
     def delay(self, channel_id: int, *, reserve: int = 0) -> float:
         """Seconds until a write to this channel fits the budget (0 when it fits now).
@@ -54,22 +100,40 @@ class ChannelPacer:
         writes that matter more (the final edit, a continuation message).
         """
         window = self._window(channel_id)
-        allowed = max(1, self.writes - reserve)
+        writes, per = self.bucket(channel_id)
+        allowed = max(1, writes - reserve)
         paused = self._paused_until.get(channel_id, 0.0) - self._clock()
         if len(window) < allowed:
             return max(0.0, paused)
-        return max(0.0, paused, window[len(window) - allowed] + self.per - self._clock())
+        return max(0.0, paused, window[len(window) - allowed] + per - self._clock())
 
     def global_delay(self, *, live: bool = False) -> float:
         """Seconds until a write fits the bot's global budget (live edits get a smaller share of it)."""
-        window, now = self._global, self._clock()
-        while window and now - window[0] >= self._global_per:
-            window.popleft()
-        allowed = max(1, int(self.live_limit / self.live_slowdown)) if live else self.global_limit
+        now = self._clock()
+        for times in (self._global, self._granted):
+            while times and now - times[0] >= self._global_per:
+                times.popleft()
+        window = sorted((*self._global, *self._granted)) if self._granted else self._global
+        allowed = self._live_allowed() if live else self.global_limit
         paused = self._global_paused_until - now
         if len(window) < allowed:
             return max(0.0, paused)
         return max(0.0, paused, window[len(window) - allowed] + self._global_per - now)
+
+    def sent(self) -> None:
+        """A request under Discord's global limit went out just now (limits.py sees each one): it counts
+        from now, and a granted slot whose request had not gone out yet is settled by it. So a write the
+        busy event loop sends late still holds its place until a window after it really went out."""
+        self.global_delay()  # drops what left the window
+        if self._granted:
+            self._granted.popleft()
+        self._global.append(self._clock())
+
+    def _live_allowed(self) -> int:
+        """Live edits' share; while answers wait for their first words, a tenth of the budget, so that
+        no answer's later edits delay another's first words (each simply edits less often meanwhile)."""
+        share = self.live_limit if not self.awaiting_words else self.global_limit // 10
+        return max(1, int(share / self.live_slowdown))
 
     def pause_global(self, seconds: float) -> None:
         """Discord answered a global 429: no write until it allows them again."""
@@ -81,12 +145,13 @@ class ChannelPacer:
         self._paused_until[channel_id] = max(self._paused_until.get(channel_id, 0.0), until)
 
     async def acquire(self, channel_id: int | None, *, reserve: int = 0, live: bool = False,
-                      global_budget: bool = True) -> None:
+                      global_budget: bool = True, rank: Rank | None = None) -> None:
         """Wait for a slot, then take it: the channel's (when `channel_id` is given; writes to one channel
         go out in the order they asked) and the global budget's (unless the route is exempt, as
-        interaction webhooks are). `live` marks an edit of a streaming answer: it yields to the rest."""
+        interaction webhooks are). `live` marks an edit of a streaming answer: it yields to the rest.
+        Among waiting writes of one kind, the lowest `rank` goes first (then the first to ask)."""
         if channel_id is None:
-            await self._take_global(live=live)
+            await self._take_global(live=live, rank=rank)
             return
         if len(self._sent) > self.PRUNE_ABOVE:
             self.forget_idle()
@@ -100,16 +165,41 @@ class ChannelPacer:
                 await asyncio.sleep(wait)
                 wait = self.delay(channel_id, reserve=reserve)
             if global_budget:
-                await self._take_global(live=live)
+                await self._take_global(live=live, rank=rank)
             self._window(channel_id).append(self._clock())
 
-    async def _take_global(self, *, live: bool) -> None:
-        wait = self.global_delay(live=live)
-        while wait > 0:
-            self.waited += wait
-            await asyncio.sleep(wait)
-            wait = self.global_delay(live=live)
-        self._global.append(self._clock())
+    async def _take_global(self, *, live: bool, rank: Rank | None) -> None:
+        if not self._waiters and self.global_delay(live=live) <= 0:
+            self._granted.append(self._clock())
+            return
+        waiter = _Waiter(live, rank, next(self._seq))
+        self._waiters.append(waiter)
+        asked = self._clock()
+        self._serve()
+        try:
+            await waiter.granted
+        finally:
+            self.waited += self._clock() - asked
+            if waiter in self._waiters:  # cancelled while waiting: it takes nothing
+                self._waiters.remove(waiter)
+                self._serve()
+
+    def _serve(self) -> None:
+        """Grant global slots to waiting writes, best first, while the budget has room; then sleep until
+        it has again (one timer for every waiting write, not a wake-up of each)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiters:
+            best = min(self._waiters, key=_Waiter.order)
+            wait = self.global_delay(live=best.live)
+            if wait > 0:
+                self._timer = asyncio.get_running_loop().call_later(wait, self._serve)
+                return
+            self._waiters.remove(best)
+            if not best.granted.done():  # (cancelled: it leaves the list itself and takes nothing)
+                self._granted.append(self._clock())
+                best.granted.set_result(None)
 
     def assume_full(self, channel_id: int) -> None:
         """Treat this channel's budget as spent just now: at start, for channels the previous process

@@ -12,13 +12,14 @@ import io
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import discord
+from discord.http import MultipartParameters, Route
 
 from bot.chat.text import CURSOR, DISCORD_LIMIT, footer, neutralize_mentions, sources_block, split_for_discord
 from bot.chat.view import AnswerOutcome
-from bot.discord.pacing import ChannelPacer
+from bot.discord.pacing import ChannelPacer, Rank
 from bot.logs import get_logger
 from bot.metrics import Metrics
 from bot.retry import call_with_retries
@@ -28,11 +29,13 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 NO_MENTIONS = discord.AllowedMentions.none()
+NO_MENTIONS_PAYLOAD = NO_MENTIONS.to_dict()
 BODY_LIMIT = DISCORD_LIMIT - 200  # room for the cursor, notices and the footer
 THINKING = "💭 *Thinking…*"
 WAITING = "⏳ *Waiting for the previous answer in this conversation…*"
 
-OpenFirst = Callable[[discord.ui.View | None], Awaitable[discord.Message]]  # posts the first message, with this view
+OpenFirst = Callable[[str, discord.ui.View | None], Awaitable[discord.Message]]  # posts the first message: text, view
+Opened = Callable[[list[int]], Awaitable[None]]
 SendMore = Callable[..., Awaitable[discord.Message]]  # posts a further message: text, and a view when given
 FinalView = Callable[[AnswerOutcome], Awaitable[discord.ui.View | None]]  # the buttons under a finished answer
 
@@ -45,7 +48,9 @@ class DiscordAnswerView:
                  notices: list[str] | None = None, final_retry_budget: float = 60.0,
                  first_via_channel: tuple[discord.abc.Messageable, float] | None = None,
                  metrics: Metrics | None = None, asked_at: float | None = None,
-                 final_view: FinalView | None = None) -> None:
+                 final_view: FinalView | None = None,
+                 http: discord.http.HTTPClient | None = None, interaction: discord.Interaction[Any] | None = None,
+                 first_words_wait: float = 0.0) -> None:
         self._open_first = open_first
         self._send_more = send_more
         self.channel_id = channel_id
@@ -57,6 +62,12 @@ class DiscordAnswerView:
         # An interaction's response is edited with its token, which Discord honours for 15 minutes:
         # past the given loop time, the first message is edited through its channel instead.
         self._first_via_channel = first_via_channel
+        # live edits go straight through discord.py's HTTP client when given (an interaction's response
+        # through its webhook route)
+        self._http = http
+        self._interaction = interaction
+        self.first_words_wait = first_words_wait  # the first message waits this long for words, at most
+        self._words = asyncio.Event()  # the first words have come
         self.notices: list[str] = list(notices or [])
         self.status_line: str | None = None
         self.messages: list[discord.Message] = []
@@ -71,6 +82,11 @@ class DiscordAnswerView:
         self.final_view = final_view
         self.metrics = metrics
         self.asked_at = asked_at  # when the question was asked (Unix time, from its Discord id)
+        self._counted = False  # counted in the pacer's `awaiting_words`
+        self._saving: asyncio.Task[None] | None = None  # the latest save of the message ids
+        self._opened: Opened | None = None  # told the message ids as messages open (crash recovery needs them)
+        self._opening = False  # the first message's request is on its way: it can no longer be called off
+        self._first_has_view = True  # the first message may carry a view (a Stop button) the final form removes
 
     def adopt(self, messages: list[discord.Message]) -> None:
         """Show into messages that already exist (an answer shown again after a restart)."""
@@ -79,15 +95,83 @@ class DiscordAnswerView:
 
     # -- the core's AnswerView ----------------------------------------------------------------
 
-    async def begin(self) -> None:
-        """The answer's first message, with its Stop button from the start."""
-        await self._open(self.stop_view)
+    def begin(self, opened: Opened) -> None:
+        """Start showing the answer: its first message opens as soon as the pacer allows, with the first
+        words if they have come by then (a placeholder if not), and its Stop button from the start."""
+        self._opened = opened
+        self._await_words(True)
+        waiting = bool(self.messages)
+        self._start_rendering()
+        if waiting:  # the "waiting" message stays until there is something new to show
+            self._changed.clear()
 
-    async def _open(self, view: discord.ui.View | None) -> None:
-        if not self.messages:
-            message = await self._open_first(view)
-            self.messages.append(message)
-            self._sent.append(message.content)
+    async def open_waiting(self) -> None:
+        """Say at once that a message was seen and waits for the answer before it (no Stop button yet)."""
+        await self._open(lambda: WAITING, None)
+
+    async def _open(self, text_now: Callable[[], str], view: discord.ui.View | None, *,
+                    rank: Rank | None = None) -> None:
+        """The answer's first message, paced like any write (an interaction's response is exempt from
+        the global budget); its text is taken once the slot is granted, so it carries what came meanwhile."""
+        await self.pacer.acquire(self.channel_id, global_budget=self._first_via_channel is None, rank=rank)
+        self._opening = True  # from here on the message is as good as sent: `finish` waits for it
+        text = text_now()
+        message = await self._open_first(text, view)
+        self.messages.append(message)
+        self._sent.append(text)
+        self._first_has_view = view is not None
+
+    async def _open_live(self) -> None:
+        """The first message while streaming: the first words if they have come, else a placeholder."""
+        words = False
+        if self.first_words_wait > 0:  # one write with the words rather than a placeholder and then an edit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._words.wait(), self.first_words_wait)
+
+        def text_now() -> str:
+            nonlocal words
+            self._changed.clear()
+            words = bool("".join(self._content).strip())
+            return self._live_parts()[0]
+
+        await self._open(text_now, self.stop_view, rank=self._opening_rank)
+        if words:  # the reply opened with its first words
+            self._words_visible()
+        self._await_words(not words)
+        if words:  # a placeholder is followed by the first words at once, not an interval later
+            self._last_edit = asyncio.get_running_loop().time()
+        self._report_opened()
+
+    def _await_words(self, awaiting: bool) -> None:
+        """Count this answer among those whose first words the pacer waits for (live edits yield to them)."""
+        if awaiting != self._counted:
+            self._counted = awaiting
+            self.pacer.awaiting_words += 1 if awaiting else -1
+
+    def _opening_rank(self) -> float:
+        """While the budget is short, a reply that would open with words goes before one that has none yet
+        (a placeholder would cost a second write for the same words)."""
+        return 0.0 if self._content else 1.0
+
+    def _live_rank(self) -> float:
+        """Live edits share what is left oldest-updated first."""
+        return self._last_edit
+
+    def _report_opened(self) -> None:
+        """Tell the core the answer's messages, apart from the rendering (a busy database must not hold
+        up the first words); `finish` waits for it, so the saves land in order."""
+        if self._opened is not None:
+            previous, ids, opened = self._saving, self.message_ids(), self._opened
+
+            async def save() -> None:
+                if previous is not None:
+                    await previous
+                try:
+                    await opened(ids)
+                except Exception:  # the answer goes on; its final save comes at the end
+                    log.exception("could not report an answer's messages", messages=ids)
+
+            self._saving = asyncio.create_task(save(), name=f"save-messages-{self.channel_id}")
 
     def message_ids(self) -> list[int]:
         return [m.id for m in self.messages]
@@ -95,6 +179,7 @@ class DiscordAnswerView:
     def append(self, content: str, reasoning: str) -> None:
         if content:
             self._content.append(content)
+            self._words.set()
         if reasoning:
             self._reasoning.append(reasoning)
         self._start_rendering()
@@ -117,15 +202,20 @@ class DiscordAnswerView:
         """The final form: the whole text, notices, footer, no cursor and no Stop button. Its writes are
         retried while Discord fails; False when they never landed (the next start shows it again)."""
         self._finished = True
+        self._await_words(False)
         if self._task is not None:
+            if not self.messages and not self._opening:
+                self._task.cancel()  # still waiting for its slot: the final form opens the message instead
             self._changed.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._saving is not None:
+            await self._saving
         parts, reasoning = self.final_parts(outcome)
         buttons = await self.final_view(outcome) if self.final_view is not None else None
         try:
-            if not self.messages:  # a refusal: its one message, with no Stop button at all
-                await self._retrying(partial(self._open, None))
+            if not self.messages:  # a refusal, or an answer over before its message opened: no Stop button
+                await self._retrying(partial(self._open, lambda: parts[0], None))
             await self._show(parts, final=True, reasoning=reasoning, buttons=buttons)
             if ("".join(self._content) or outcome.content).strip():
                 self._words_visible()  # (a short answer's first words may come with its final form)
@@ -192,7 +282,8 @@ class DiscordAnswerView:
     async def _render_loop(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await self.begin()
+            if not self.messages:
+                await self._open_live()
             while not self.finished():
                 await self._changed.wait()
                 if self.finished():
@@ -216,6 +307,7 @@ class DiscordAnswerView:
                 await self._show(self._live_parts(), final=False, urgent=first_words)
                 if first_words:
                     self._words_visible()
+                self._await_words(not self._words_shown)
                 self._last_edit = loop.time()
         except discord.HTTPException as exc:
             log.warning("could not update a streaming answer", error=str(exc), status=exc.status)
@@ -231,24 +323,30 @@ class DiscordAnswerView:
         for index, text in enumerate(parts):
             last = index == len(parts) - 1
             view_kwargs: dict[str, object] = {}
-            if index == 0 and (final or self.stop_view is not None):
-                # the Stop button lives on the first message while streaming and goes away at the end
-                view_kwargs["view"] = None if final else self.stop_view
+            if index == 0 and final and self._first_has_view:
+                view_kwargs["view"] = None  # the Stop button goes away at the end
+            elif index == 0 and not final and self.stop_view is not None and not self._first_has_view:
+                view_kwargs["view"] = self.stop_view  # opened "waiting": the Stop button comes with the words
             if final and last and buttons is not None:  # the finished answer's buttons, on its last message
                 view_kwargs["view"] = buttons
             attach = reasoning if final and last else None
             if index < len(self.messages):
-                unchanged = self._sent[index] == text and attach is None
-                if unchanged and not (final and (index == 0 or "view" in view_kwargs)):
+                if self._sent[index] == text and attach is None and "view" not in view_kwargs:
                     continue
+                message = self.messages[index]
                 kwargs: dict[str, object] = {"content": text, "allowed_mentions": NO_MENTIONS, **view_kwargs}
-                await self._write(partial(self._edit, self.messages[index], kwargs, attach), final=final,
-                                  urgent=urgent, global_budget=not self._via_webhook(self.messages[index]))
+                # a live edit changes the text alone: sent as is, with no discord.Message built from the answer
+                edit = partial(self._edit, message, kwargs, attach) if final or view_kwargs \
+                    else partial(self._edit_text, message, text)
+                await self._write(edit, final=final, urgent=urgent, global_budget=not self._via_webhook(message))
                 self._sent[index] = text
+                self._first_has_view = view_kwargs.get("view") is not None if view_kwargs else self._first_has_view
             else:
                 message = await self._write(partial(self._send_more, text, **view_kwargs), final=final)
                 self.messages.append(message)
                 self._sent.append(text)
+                if not final:
+                    self._report_opened()
                 if attach is not None:
                     await self._write(partial(self._edit, message, {"allowed_mentions": NO_MENTIONS}, attach),
                                       final=final, global_budget=not self._via_webhook(message))
@@ -258,7 +356,9 @@ class DiscordAnswerView:
         """One write to Discord, paced (a live edit that is not `urgent` yields to other writes). The
         final form's writes are retried while Discord fails."""
         async def paced() -> T:
-            await self.pacer.acquire(self.channel_id, live=not (final or urgent), global_budget=global_budget)
+            live = not (final or urgent)
+            await self.pacer.acquire(self.channel_id, live=live, global_budget=global_budget,
+                                     rank=self._live_rank if live else None)
             return await write()
 
         return await (self._retrying(paced) if final else paced())
@@ -285,6 +385,24 @@ class DiscordAnswerView:
             if asyncio.get_running_loop().time() >= deadline and hasattr(channel, "get_partial_message"):
                 return channel.get_partial_message(message.id)  # type: ignore[no-any-return]
         return message
+
+    async def _edit_text(self, message: discord.Message, text: str) -> None:
+        """A live edit: the text only (the view stays as it is), straight through discord.py's HTTP client."""
+        if self._http is None:
+            await self._edit(message, {"content": text, "allowed_mentions": NO_MENTIONS})
+            return
+        payload = {"content": text, "allowed_mentions": NO_MENTIONS_PAYLOAD}
+        target = self._editable(message)
+        try:
+            if self._interaction is not None and target is message and isinstance(message, discord.InteractionMessage):
+                await self._http.request(Route("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+                                               webhook_id=self._interaction.application_id,
+                                               webhook_token=self._interaction.token), json=payload)
+            else:
+                await self._http.edit_message(target.channel.id, target.id,
+                                              params=MultipartParameters(payload, None, None))
+        except discord.NotFound:
+            log.info("an answer message was deleted; going on without it", message=message.id)
 
     async def _edit(self, message: discord.Message, kwargs: dict[str, object], attach: bytes | None = None) -> None:
         if attach is not None:  # a new File each try: a File is read once

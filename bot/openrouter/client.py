@@ -53,6 +53,7 @@ class Timeouts:
     idle: float = 60.0
     total: float = 900.0  # a streamed answer, from its request to its end
     idle_content: float = 300.0  # between two data events of a stream: keep-alive comments do not count
+    gather: float = 0.1  # a trickling stream is read at most this often once tokens flow (see ChatStream)
 
 
 class OpenRouterClient:
@@ -101,7 +102,8 @@ class OpenRouterClient:
         `on_generation` gets the generation's id as soon as the response headers arrive."""
         body = JSONBody(request.to_body())
         return ChatStream(partial(self._sse_events, "/chat/completions", body),
-                          openrouter_retrier(self._retry.next_delay, on_retry), on_generation=on_generation)
+                          openrouter_retrier(self._retry.next_delay, on_retry), on_generation=on_generation,
+                          gather=self._timeouts.gather)
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self._get_json("/models")
@@ -236,6 +238,8 @@ class _SSEReader:
         t = self._timeouts
         total_left = self._started + t.total - self._loop.time()
         content_left = self._content_at + t.idle_content - self._loop.time()
+        if total_left <= 0 or content_left <= 0:  # a read of data already buffered would not time out
+            raise self._expired(total_left, content_left)
         try:
             async with asyncio.timeout(max(0.0, min(t.idle, total_left, content_left))):
                 events = self._decoder.feed(await self._chunks.__anext__())

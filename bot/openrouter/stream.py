@@ -9,6 +9,7 @@ which ends the stream with a typed error that keeps what had arrived.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -201,9 +202,16 @@ class ChatStream:
     only while nothing has reached the caller; each try starts a fresh `StreamAccumulator`.
     """
 
+    GATHER_BELOW = 4  # a read that brought fewer events than this, after waiting for them: the stream trickles
+    TRICKLE_WAIT = 0.002
+
     def __init__(self, open_events: OpenEvents, retrier: Retrier[OpenRouterError], *,
-                 on_generation: OnGeneration | None = None) -> None:
+                 on_generation: OnGeneration | None = None, gather: float = 0.0) -> None:
         self._open_events = open_events
+        # Once tokens flow, a stream that trickles (a token or two per network read) is read at most
+        # every `gather` seconds: one read then handles the tokens that came meanwhile, instead of a
+        # wake-up of the whole reading stack for each token. The first token is never held back.
+        self._gather = gather
         self._retrier = retrier
         self._on_generation = on_generation
         self._accumulator = StreamAccumulator()
@@ -227,13 +235,16 @@ class ChatStream:
         await self._deltas.aclose()
 
     async def _run(self) -> AsyncGenerator[ChatDelta, None]:
+        loop = asyncio.get_running_loop()
         while True:
             accumulator = self._accumulator = StreamAccumulator()
             delivered = False
             try:
                 async with self._open_events() as events:
                     await self._started(accumulator, events.generation_id)
+                    asked = loop.time()
                     async for payloads in events:
+                        waited = loop.time() - asked  # a producer faster than us is never held up
                         for payload in payloads:
                             delta = accumulator.feed(payload)
                             if delta is not None:
@@ -243,6 +254,10 @@ class ChatStream:
                                 break
                         if accumulator.done:
                             break
+                        if delivered and self._gather and waited > self.TRICKLE_WAIT \
+                                and len(payloads) < self.GATHER_BELOW:
+                            await asyncio.sleep(self._gather)
+                        asked = loop.time()
                 self._finish()
                 return
             except OpenRouterError as exc:

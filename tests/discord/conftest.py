@@ -26,6 +26,7 @@ class Harness:
     openrouter: FakeOpenRouter
     db_path: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    client_options: dict[str, Any] = field(default_factory=dict)  # passed to ChatBot (e.g. a pacer to watch)
     task: asyncio.Task[int] | None = None
     stop_event: asyncio.Event | None = None
     user: int = 0
@@ -51,7 +52,7 @@ class Harness:
         ready = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.task = asyncio.create_task(run(self.settings(), ready=ready, stop=self.stop_event,
-                                            client_options={"guild_ready_timeout": 0.05}))
+                                            client_options={"guild_ready_timeout": 0.05, **self.client_options}))
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait({waiter, self.task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
         if self.task in done:

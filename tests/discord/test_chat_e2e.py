@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot.chat.text import open_fence
+from bot.discord.pacing import ChannelPacer
 from tests.conftest import fixture_bytes
 from tests.discord.conftest import NO_MENTIONS, Harness, has_stop_button, last_user_text, start_conversation
 from tests.fakes.openrouter_server import JSONReply, SSEReply
@@ -396,6 +397,51 @@ async def test_the_stop_button_is_there_before_the_first_word(bot: Harness) -> N
                      and bool(inter.message.components), timeout=1.5)
 
 
+async def test_a_reply_waiting_for_its_slot_opens_with_the_words_that_came_meanwhile(harness: Harness) -> None:
+    """The request goes out at once; the reply opens when the thread's budget allows, with the first
+    words in that first write (no placeholder, then an edit), and its Stop button."""
+    pacer = harness.client_options["pacer"] = ChannelPacer(per=1.0)
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    harness.openrouter.tokens_per_second = 20
+    harness.openrouter.reply_text = "slowly " * 40  # about 2 s of streaming
+    pacer.assume_full(thread_id)  # the thread's budget is spent for about a second
+    await d.post_message(thread_id, "Are you there?", user_id=harness.user)
+    await d.wait_for(lambda: len(harness.bot_messages(thread_id)) == 1, timeout=5)
+    [reply] = harness.bot_messages(thread_id)
+    assert reply.first_content.startswith("slowly slowly") and reply.first_content.endswith("▌")
+    assert reply.components  # stoppable from its first write
+    [saved] = await harness.query("SELECT discord_message_ids FROM turns WHERE role = 'assistant' "
+                                  "ORDER BY id DESC LIMIT 1")
+    assert json.loads(saved[0]) == [reply.id]  # saved as it opened: a crash now is recovered in Discord
+    await harness.wait_answer_done(thread_id)
+
+
+async def test_with_a_first_words_wait_a_reply_waits_for_its_words_instead_of_a_placeholder(
+        harness: Harness) -> None:
+    harness.overrides["first_words_wait_seconds"] = 3.0
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    harness.openrouter.script("chat", SSEReply(fixture="stream-basic.sse", delay_before=0.8))
+    await d.post_message(thread_id, "Take your time", user_id=harness.user)
+    [answer] = await harness.wait_answer_done(thread_id)
+    assert "Thinking" not in answer.first_content and answer.first_content.strip()
+
+
+async def test_an_answer_over_before_its_slot_opens_in_its_final_form_at_once(harness: Harness) -> None:
+    pacer = harness.client_options["pacer"] = ChannelPacer(per=1.0)
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    pacer.assume_full(thread_id)
+    await d.post_message(thread_id, "Quick one", user_id=harness.user)  # answered in a few milliseconds
+    [answer] = await harness.wait_answer_done(thread_id)
+    assert answer.first_content == answer.content and answer.edits == [] and answer.components == []
+    assert "Echo: Quick one" in answer.content
+
+
 async def test_an_answer_longer_than_the_interaction_token_lives_goes_on_through_the_channel(
         harness: Harness) -> None:
     harness.discord.interaction_api.token_lifetime = 3.0  # Discord's is 15 minutes
@@ -535,3 +581,25 @@ async def test_editing_the_last_question_answers_it_again(bot: Harness) -> None:
     stored = await bot.query("SELECT content FROM turns WHERE discord_message_id = ?", (int(first["id"]),))
     assert stored[0][0] == "And Odin?"
     assert second is not None
+
+
+async def test_a_channel_bucket_smaller_than_discords_usual_is_read_from_its_headers(harness: Harness) -> None:
+    """The fake Discord allows 3 writes per 5 s in a channel (its headers say so): the bot plans its
+    writes by them (not by the usual 5) and draws no 429, a long answer in a thread included.
+    (discord.py alone also waits once a bucket says it is spent, holding up the write that spent it;
+    the pacer's plan keeps the slot for the final edit instead.)"""
+    harness.discord.limits.channel_write_limit = 3
+    pacer = harness.client_options["pacer"] = ChannelPacer()
+    await harness.start()
+    d = harness.discord
+    thread_id, _ = await start_conversation(harness)
+    harness.openrouter.tokens_per_second = 40
+    harness.openrouter.reply_text = "word " * 200  # 5 s of streaming, an edit wanted every 0.2 s
+    await d.post_message(thread_id, "Tell me more", user_id=harness.user)
+    [answer] = await harness.wait_answer_done(thread_id, within=40)
+    assert answer.content.startswith("word word") and len(answer.edits) >= 2
+    assert d.route_429_count == 0 and d.global_429_count == 0
+    assert d.max_writes_in_window(thread_id, 5.0) <= 3
+    writes, per = pacer.bucket(thread_id)
+    assert writes == 3 and 5.0 <= per <= 5.5  # Discord's 5-s window, with the pacer's margin
+    assert pacer.bucket(thread_id + 1) == (5, 5.3)  # a channel never written to: the usual budget

@@ -290,3 +290,105 @@ async def test_a_write_without_a_channel_takes_only_a_global_slot() -> None:
     await pacer.acquire(None)  # e.g. opening a thread
     await pacer.acquire(7)
     assert pacer.delay(7) == 5.0 and pacer.global_delay() == 1.0 and pacer.delay(8) == 0.0
+
+
+# -- the order waiting writes are served in (a global window of 0.1 s, real time) ----------------------
+
+
+class QuickGlobal(ChannelPacer):
+    GLOBAL_WINDOW = 0.1
+
+
+async def test_waiting_writes_go_by_kind_then_rank_whatever_order_they_asked_in() -> None:
+    """Other writes before live edits; a reply that would open with no words after other writes (and
+    before it once its words came); live edits oldest-updated first."""
+    pacer = QuickGlobal(margin=0.0, global_per_second=1, live_share=1.0)
+    await pacer.acquire(None)  # the budget is spent for 0.1 s: everything below waits
+    order: list[str] = []
+    words = {"P1": False, "P2": False}
+
+    async def write(name: str, **kwargs: object) -> None:
+        await pacer.acquire(None, **kwargs)  # type: ignore[arg-type]
+        order.append(name)
+
+    asks = [("live, edited at 5", {"live": True, "rank": lambda: 5.0}),
+            ("live, edited at 3", {"live": True, "rank": lambda: 3.0}),
+            ("P1", {"rank": lambda: 0.0 if words["P1"] else 1.0}),
+            ("P2", {"rank": lambda: 0.0 if words["P2"] else 1.0}),
+            ("live, edited at 1", {"live": True, "rank": lambda: 1.0}),
+            ("final edit", {})]
+    tasks = []
+    for name, kwargs in asks:
+        tasks.append(asyncio.create_task(write(name, **kwargs)))
+        await asyncio.sleep(0)  # each asks before the next
+    words["P2"] = True  # P2's first words came while it waited
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    assert order == ["P2", "final edit", "P1", "live, edited at 1", "live, edited at 3", "live, edited at 5"]
+
+
+async def test_with_a_tiny_budget_live_edits_are_shared_evenly() -> None:
+    """Eight answers streaming at once on two live edits per 0.1 s: each gets its turn in order, so the
+    time since any answer was last edited stays bounded (no answer waits while others edit twice)."""
+    pacer = QuickGlobal(margin=0.0, global_per_second=2, live_share=1.0)
+    loop = asyncio.get_running_loop()
+    last = dict.fromkeys(range(8), 0.0)
+    edits = dict.fromkeys(range(8), 0)
+
+    async def stream(answer: int) -> None:
+        while True:
+            await pacer.acquire(None, live=True, rank=lambda: last[answer])
+            last[answer] = loop.time()
+            edits[answer] += 1
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(stream(a)) for a in range(8)]
+    await asyncio.sleep(1.0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(edits.values()) >= 12 and max(edits.values()) - min(edits.values()) <= 1, edits
+    assert not pacer._waiters  # cancelled waiters took nothing and left no trace
+
+
+def test_a_channels_bucket_is_planned_from_discords_headers() -> None:
+    now = [0.0]
+    pacer = ChannelPacer(writes=5, per=5.0, margin=0.25, clock=lambda: now[0])
+    assert pacer.bucket(7) == (5, 5.0 + 0.25)  # before any header: 5 per 5 s
+    pacer._window(7).append(now[0])
+    pacer.learn(7, limit=3, remaining=2, reset_after=4.0)  # the write that opened a 3-per-4-s window
+    assert pacer.bucket(7) == (3, 4.25) and pacer.bucket(8) == (5, 5.25)
+    pacer._window(7).extend([0.0, 0.0])
+    assert pacer.delay(7) == 4.25  # three writes in the window: the fourth waits for the first to leave
+    now[0] = 1.0
+    pacer.learn(9, limit=5, remaining=1, reset_after=3.0)  # Discord counts four writes this process never made
+    assert pacer.delay(9) == 0.0 and pacer.delay(9, reserve=1) > 0
+    pacer.learn(9, limit=5, remaining=0, reset_after=2.5)  # none left until Discord resets the bucket
+    assert pacer.delay(9) == 2.5
+
+
+async def test_a_write_sent_late_holds_its_global_slot_from_when_it_went_out() -> None:
+    """A slot counts from its grant until its request is seen going out (`sent`, from discord.py's
+    trace), then from that moment: a busy event loop that sends granted writes late cannot bunch more
+    than the budget into one second."""
+    now = [0.0]
+    pacer = ChannelPacer(margin=0.0, global_per_second=2, clock=lambda: now[0])
+    await pacer.acquire(None)
+    await pacer.acquire(None)  # two slots granted at 0.0: the budget is spent
+    assert pacer.global_delay() == 1.0
+    now[0] = 0.9
+    pacer.sent()  # one of them only goes out now
+    now[0] = 1.0  # the other, never seen going out, has left the window; this one holds until 1.9
+    assert pacer.global_delay() == 0.0
+    await pacer.acquire(None)
+    assert pacer.global_delay() == pytest.approx(0.9)
+
+
+async def test_live_edits_get_a_tenth_of_the_budget_while_answers_wait_for_their_first_words() -> None:
+    now = [0.0]
+    pacer = ChannelPacer(margin=0.0, global_per_second=20, live_share=0.8, clock=lambda: now[0])
+    pacer.awaiting_words = 1  # a view reports an answer whose words are not shown yet
+    for channel in range(2):
+        await pacer.acquire(channel, live=True)
+    assert pacer.global_delay(live=True) == 1.0 and pacer.global_delay() == 0.0
+    pacer.awaiting_words = 0  # its words are shown: live edits have their 80 % again
+    assert pacer.global_delay(live=True) == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from decimal import Decimal
@@ -375,3 +376,23 @@ async def test_a_request_body_is_sent_as_it_is_encoded_with_its_length(fake: Fak
     assert len(sent) == 2 and all(r.json()["messages"][0]["content"] == big for r in sent)
     assert all(r.headers.get("content-length") == str(len(r.body)) for r in sent)
     assert all("transfer-encoding" not in r.headers for r in sent)
+
+
+@pytest.mark.parametrize("gather", [0.0, 0.2])
+async def test_a_trickling_stream_is_read_in_batches_once_tokens_flow(fake: FakeOpenRouter, gather: float) -> None:
+    """With `gather`, a stream that brings a token per read is read at most that often after its first
+    token: one read then handles the tokens that came meanwhile (each still reaches the caller)."""
+    fake.script("chat", SSEReply(events=[_content(f"w{i} ") for i in range(16)] + [DONE_FRAME], interval=0.02))
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    async with make_client(fake, gather=gather) as client, client.stream_chat(simple()) as stream:
+        async for delta in stream:
+            times.append(loop.time())
+            assert delta.content == f"w{len(times) - 1} "
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    together = sum(g < 0.005 for g in gaps)  # handled in the same read as the one before
+    assert len(times) == 16
+    if gather:
+        assert together >= 8 and max(gaps) >= 0.1
+    else:
+        assert together <= 3 and max(gaps) < 0.1

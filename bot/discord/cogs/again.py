@@ -17,7 +17,7 @@ from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
 from bot.discord.cogs.chat import home_channel
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, THINKING, DiscordAnswerView
+from bot.discord.render import NO_MENTIONS, DiscordAnswerView
 from bot.logs import get_logger
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import Refusal
@@ -133,9 +133,9 @@ class AgainCog(commands.Cog):
         """The new answer, as a reply to `reply_to` (the old answer, or the edited question)."""
         channel_id = int(getattr(channel, "id", 0))
 
-        async def open_first(stop: discord.ui.View | None) -> discord.Message:
-            await self.bot.pacer.acquire(channel_id)
-            return await reply_to.reply(THINKING, view=stop, mention_author=False,  # type: ignore[arg-type]
+        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
+            # paced by the view; the reply opens with the first words when they came in time
+            return await reply_to.reply(text, view=stop, mention_author=False,  # type: ignore[arg-type]
                                         allowed_mentions=NO_MENTIONS)
 
         view: DiscordAnswerView = self.chat.make_view(channel=channel, channel_id=channel_id, open_first=open_first,

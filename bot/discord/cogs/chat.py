@@ -21,7 +21,7 @@ from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
 from bot.discord.files import read_attachments
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, THINKING, WAITING, DiscordAnswerView, FinalView, OpenFirst
+from bot.discord.render import NO_MENTIONS, DiscordAnswerView, FinalView, OpenFirst
 from bot.logs import get_logger
 from bot.money import per_million
 from bot.openrouter.errors import OpenRouterError
@@ -113,7 +113,7 @@ class ChatCog(commands.Cog):
 
     def make_view(self, *, channel: discord.abc.Messageable, channel_id: int, open_first: OpenFirst,
                   rejected: Sequence[Rejected], asked_in: int, guild_id: int | None,
-                  interaction: bool = False) -> DiscordAnswerView:
+                  interaction: Interaction | None = None) -> DiscordAnswerView:
         """The view of one answer; `asked_in` is the question's Discord id (the interaction or the message).
         A finished answer gets the buttons to answer again (the `again` extension's)."""
         async def send_more(text: str, view: discord.ui.View | None = None) -> discord.Message:
@@ -122,11 +122,13 @@ class ChatCog(commands.Cog):
         return DiscordAnswerView(
             open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
             interval=self.settings.stream_edit_interval_seconds, show_reasoning=self.settings.show_reasoning,
+            first_words_wait=self.settings.first_words_wait_seconds,
             stop_view=StopView(self), notices=[r.message() for r in rejected],
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
             metrics=self.bot.core.metrics, asked_at=discord.utils.snowflake_time(asked_in).timestamp(),
             final_view=self.final_view(guild_id),
+            http=self.bot.http, interaction=interaction,
         )
 
     def final_view(self, guild_id: int | None) -> FinalView | None:
@@ -189,12 +191,12 @@ class ChatCog(commands.Cog):
             model=model_id, title=thread_title(prompt), home_channel_id=home_channel(channel),
             thread_id=channel.id if isinstance(channel, discord.Thread) else None)
 
-        async def open_first(stop: discord.ui.View | None) -> discord.Message:
-            return await interaction.edit_original_response(content=THINKING, view=stop, allowed_mentions=NO_MENTIONS)
+        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
+            return await interaction.edit_original_response(content=text, view=stop, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
                               rejected=rejected, asked_in=interaction.id, guild_id=interaction.guild_id,
-                              interaction=True)
+                              interaction=interaction)
         await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
                               channel_id=interaction.channel_id, attachments=attachments, view=view,
                               model=model_id if this_turn_only else None,
@@ -305,17 +307,15 @@ class ChatCog(commands.Cog):
                 owner_id=message.author.id, title=thread_title(content), home_channel_id=home_channel(channel))
         waiting = self.conversations.busy(conversation)
 
-        async def open_first(stop: discord.ui.View | None) -> discord.Message:
-            await self.bot.pacer.acquire(channel.id)
-            if waiting or stop is None:  # waiting: nothing to stop yet, the Stop button comes with the first words
-                return await message.reply(WAITING if waiting else THINKING, mention_author=False,
-                                           allowed_mentions=NO_MENTIONS)
-            return await message.reply(THINKING, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
+        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
+            if stop is None:  # typed: `view` may only be left out
+                return await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            return await message.reply(text, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
 
         view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected,
                               asked_in=message.id, guild_id=message.guild.id if message.guild else None)
-        if waiting:
-            await view.begin()  # say at once that this message was seen and waits its turn
+        if waiting:  # say at once that this message was seen and waits its turn (the Stop button comes later)
+            await view.open_waiting()
         await self.run_answer(conversation, author=message.author, content=content, message_id=message.id,
                               channel_id=channel.id, attachments=attachments, view=view)
         if start_thread:

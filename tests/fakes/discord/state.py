@@ -99,6 +99,7 @@ class Msg:
     allowed_mentions: JSON | None = None
     flags: int = 0
     type: int = 0
+    first_content: str = ""  # the content it was created with (the bot's messages)
     edits: list[str] = field(default_factory=list)  # the content after each accepted edit
     edit_times: list[float] = field(default_factory=list)  # monotonic time of each accepted edit
     created_at: float = field(default_factory=time.monotonic)
@@ -485,6 +486,7 @@ class World:
         if interaction is not None:
             msg.interaction_id, msg.webhook_id = interaction.id, self.application_id
         self._apply(msg, payload, files, by_bot=True)
+        msg.first_content = msg.content
         if not msg.loading:
             check_not_empty(msg.content, msg.embeds, msg.attachments, msg.components)
         return msg
