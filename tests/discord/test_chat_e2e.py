@@ -584,22 +584,23 @@ async def test_editing_the_last_question_answers_it_again(bot: Harness) -> None:
 
 
 async def test_a_channel_bucket_smaller_than_discords_usual_is_read_from_its_headers(harness: Harness) -> None:
-    """The fake Discord allows 3 writes per 5 s in a channel (its headers say so): the bot plans its
-    writes by them (not by the usual 5) and draws no 429, a long answer in a thread included.
+    """The fake Discord allows 3 writes per 2 s in a channel (its headers say so): the bot plans its
+    writes by them (not by the usual 5 per 5 s) and draws no 429, a long answer in a thread included.
     (discord.py alone also waits once a bucket says it is spent, holding up the write that spent it;
     the pacer's plan keeps the slot for the final edit instead.)"""
     harness.discord.limits.channel_write_limit = 3
+    harness.discord.limits.channel_write_window = 2.0  # shorter than Discord's usual, so the test is quick
     pacer = harness.client_options["pacer"] = ChannelPacer()
     await harness.start()
     d = harness.discord
     thread_id, _ = await start_conversation(harness)
     harness.openrouter.tokens_per_second = 40
-    harness.openrouter.reply_text = "word " * 200  # 5 s of streaming, an edit wanted every 0.2 s
+    harness.openrouter.reply_text = "word " * 120  # 3 s of streaming, an edit wanted every 0.2 s
     await d.post_message(thread_id, "Tell me more", user_id=harness.user)
     [answer] = await harness.wait_answer_done(thread_id, within=40)
     assert answer.content.startswith("word word") and len(answer.edits) >= 2
     assert d.route_429_count == 0 and d.global_429_count == 0
-    assert d.max_writes_in_window(thread_id, 5.0) <= 3
+    assert d.max_writes_in_window(thread_id, 2.0) <= 3
     writes, per = pacer.bucket(thread_id)
-    assert writes == 3 and 5.0 <= per <= 5.5  # Discord's 5-s window, with the pacer's margin
+    assert writes == 3 and 2.0 <= per <= 2.5  # the bucket's 2-s window, with the pacer's margin
     assert pacer.bucket(thread_id + 1) == (5, 5.3)  # a channel never written to: the usual budget
