@@ -215,7 +215,10 @@ class DiscordAnswerView:
         buttons = await self.final_view(outcome) if self.final_view is not None else None
         try:
             if not self.messages:  # a refusal, or an answer over before its message opened: no Stop button
-                await self._retrying(partial(self._open, lambda: parts[0], None))
+                first_view = buttons if len(parts) == 1 else None  # one message: its buttons come with it
+                await self._retrying(partial(self._open, lambda: parts[0], first_view))
+                if first_view is not None:
+                    self._first_has_view, buttons = False, None  # nothing left to take away or to add
             await self._show(parts, final=True, reasoning=reasoning, buttons=buttons)
             if ("".join(self._content) or outcome.content).strip():
                 self._words_visible()  # (a short answer's first words may come with its final form)
