@@ -98,10 +98,12 @@ def reasoning_choice(settings: GuildSettings, asked: Effort | None,
 
 @dataclass(frozen=True, slots=True)
 class AskOptions:
-    """What one question asks beyond its text: web search, a reasoning effort (None: the server's)."""
+    """What one question asks beyond its text: web search, a reasoning effort (None: the server's), and
+    whose budget pays when not the asker's (someone else had it answered again)."""
 
     search: bool | None = None
     effort: Effort | None = None
+    billed_to: int | None = None
 
 
 PLAIN_QUESTION = AskOptions()  # nothing asked beyond the text: the server's settings apply

@@ -87,10 +87,13 @@ class ConversationService:
             return Refusal("This answer is still being written.")
         return Again(conversation, question)
 
-    async def answer_again(self, again: Again, view: AnswerView, *, model: str | None = None) -> AnswerOutcome:
-        """Answer the question again, by `model` for this answer only when given (checked beforehand);
-        a new answer with something to say replaces the earlier ones in the history."""
-        return await self.pipeline.answer(again.conversation, again.question, view, model=model)
+    async def answer_again(self, again: Again, view: AnswerView, *, model: str | None = None,
+                           by: int | None = None) -> AnswerOutcome:
+        """Answer the question again, by `model` for this answer only when given (checked beforehand),
+        billed to whoever asked for it (`by`: the asker, or a moderator); a new answer with something to
+        say replaces the earlier ones in the history."""
+        return await self.pipeline.answer(again.conversation, again.question, view, model=model,
+                                          options=AskOptions(billed_to=by))
 
     async def question_edited(self, message_id: int, content: str) -> Again | None:
         """A member edited a question: its stored text follows. Returned when it is still its

@@ -29,7 +29,7 @@ class BudgetHolds:
         searching = plan.request_plan.web_search
         pricing = Pricing.worst_of(plan.candidates, plan.price_stand_ins, web_search=searching)
         return await self.quotas.reserve(
-            guild_id=plan.conversation.guild_id, user_id=plan.question.author_id or 0,
+            guild_id=plan.conversation.guild_id, user_id=plan.payer,
             model=plan.request_plan.model, pricing=pricing,
             prompt_tokens=prompt.tokens + (web_search_tokens() if searching else 0), images=plan.images,
             max_tokens=plan.max_tokens, pdf_pages=prompt.pdf_pages)

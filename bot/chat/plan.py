@@ -41,6 +41,11 @@ class AnswerPlan:
     notices: tuple[str, ...] = ()
     # the allowed models, when a candidate's price is unknown: the hold takes the dearest of them
     price_stand_ins: tuple[ModelInfo, ...] = ()
+    billed_to: int | None = None  # whose budget pays, when not the asker's (a moderator's Regenerate)
+
+    @property
+    def payer(self) -> int:
+        return self.billed_to or self.question.author_id or 0
 
     @property
     def images(self) -> int:
@@ -118,7 +123,7 @@ class AnswerPlanner:
         stand_ins = () if all(c.priced for c in planned.candidates) else \
             tuple(await self.policy.allowed_models(conversation.guild_id))
         return AnswerPlan(conversation, current, planned.plan, planned.candidates, model, built, max_tokens, notices,
-                          stand_ins)
+                          stand_ins, options.billed_to)
 
     async def _vision_refusal(self, conversation: Conversation, model_id: str) -> Refusal:
         suggestions = await self.policy.vision_suggestions(conversation.guild_id)

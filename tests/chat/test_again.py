@@ -89,3 +89,14 @@ async def test_editing_the_last_question_answers_it_again(parts: CoreParts) -> N
     assert len(parts.fake.chat_requests()) == asked
     [(stored, edited)] = await parts.db.fetchall("SELECT content, edited_at FROM turns WHERE discord_message_id = 500")
     assert stored == "What is Rust, really?" and edited is not None  # but its text follows the edit
+
+
+async def test_whoever_asks_again_pays_for_the_new_answer(parts: CoreParts) -> None:
+    conversations = parts.core.conversations
+    _, first = await first_answer(parts)  # asked by member 3
+    again = await conversations.again(first)
+    assert isinstance(again, Again)
+    await conversations.answer_again(again, RecordingView(), by=42)  # a moderator pressed Regenerate
+    await conversations.answer_again(again, RecordingView())  # no one named: the asker
+    rows = await parts.db.fetchall("SELECT user_id FROM reservations ORDER BY id")
+    assert [r[0] for r in rows] == [3, 42, 3]

@@ -560,8 +560,9 @@ async def test_regenerate_and_retry_with_another_model_answer_as_new_messages(bo
     await d.click(newest.id, f"again:{rows[-1][0]}", user_id=bot.moderator)  # a moderator may too
     await bot.wait_answer_done(thread_id, count=3)
     assert bot.openrouter.chat_requests()[-1].json()["model"] == "openai/gpt-4o"
-    holds = await bot.query("SELECT COUNT(*) FROM reservations")
-    assert holds[0][0] == len(bot.openrouter.chat_requests())  # each answer held and settled on its own
+    holds = await bot.query("SELECT user_id FROM reservations ORDER BY id")
+    assert len(holds) == len(bot.openrouter.chat_requests())  # each answer held and settled on its own
+    assert holds[-1][0] == bot.moderator  # the moderator who pressed Regenerate pays for it
 
 
 async def test_editing_the_last_question_answers_it_again(bot: Harness) -> None:

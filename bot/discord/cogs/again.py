@@ -114,7 +114,7 @@ class AgainCog(commands.Cog):
         channel = interaction.channel
         if source is None or not isinstance(channel, discord.abc.Messageable):
             return
-        await self.run(again, channel, reply_to=source, asked_in=interaction.id, model=model)
+        await self.run(again, channel, reply_to=source, asked_in=interaction.id, model=model, by=interaction.user.id)
 
     async def refusal(self, interaction: Interaction, again: Again, model: str | None) -> str | None:
         """Why this member may not have this question answered again (by `model`), if they may not."""
@@ -129,8 +129,10 @@ class AgainCog(commands.Cog):
         return None
 
     async def run(self, again: Again, channel: discord.abc.Messageable, *,
-                  reply_to: discord.Message | discord.PartialMessage, asked_in: int, model: str | None = None) -> None:
-        """The new answer, as a reply to `reply_to` (the old answer, or the edited question)."""
+                  reply_to: discord.Message | discord.PartialMessage, asked_in: int, model: str | None = None,
+                  by: int | None = None) -> None:
+        """The new answer, as a reply to `reply_to` (the old answer, or the edited question), billed to `by`
+        (who pressed the button; the asker when None)."""
         channel_id = int(getattr(channel, "id", 0))
 
         async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
@@ -142,7 +144,7 @@ class AgainCog(commands.Cog):
                                                       rejected=(), asked_in=asked_in,
                                                       guild_id=again.conversation.guild_id)
         try:
-            await self.conversations.answer_again(again, view, model=model)
+            await self.conversations.answer_again(again, view, model=model, by=by)
         finally:
             if view.stop_view is not None:
                 view.stop_view.stop()
