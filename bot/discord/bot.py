@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -49,6 +50,23 @@ def client_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any
     return options
 
 
+def skip_own_message_updates(parsers: dict[str, Callable[[Any], None]], self_id: Callable[[], int | None]) -> None:
+    """Discord echoes every edit the bot makes as a MESSAGE_UPDATE (a streaming answer: one a second);
+    discord.py builds a `Message` from each and dispatches `raw_message_edit`. Nothing here reads the
+    bot's own edits (no message cache; the edit-to-rerun listener skips bots; the views the bot tracks
+    only ever carry the components the bot itself sent), so those are dropped before any parsing.
+    Edits by anyone else, and updates that name no author, go through as before."""
+    parse = parsers["MESSAGE_UPDATE"]
+
+    def parse_message_update(data: Any) -> None:
+        author = data.get("author")
+        if author is not None and author.get("id") == str(self_id()):
+            return
+        parse(data)
+
+    parsers["MESSAGE_UPDATE"] = parse_message_update
+
+
 class ChatBot(commands.AutoShardedBot):
     def __init__(self, settings: Settings, core: Core, *, pacer: ChannelPacer | None = None,
                  extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
@@ -61,6 +79,7 @@ class ChatBot(commands.AutoShardedBot):
         options.setdefault("http_trace", self.limits.trace_config())
         super().__init__(command_prefix=commands.when_mentioned, intents=chat_intents(), help_command=None,
                          allowed_mentions=NO_MENTIONS, **client_options(settings, options))
+        skip_own_message_updates(self._connection.parsers, lambda: self._connection.self_id)
         self.identify_gate = IdentifyGate(core.claim_identify, self._max_concurrency)
         self._ask_gateway_once()
         self.settings = settings

@@ -86,6 +86,9 @@ class OpenRouterClient:
             limits=limits,
             follow_redirects=False,
         )
+        # A stream's every read has its own deadline (`_SSEReader`), so it goes without the safety net:
+        # with it, the transport re-arms a timer for each network segment, and a token is a segment.
+        self._stream_timeout = httpx.Timeout(connect=t.connect, read=None, write=_WRITE_TIMEOUT, pool=t.connect)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -140,19 +143,22 @@ class OpenRouterClient:
     @asynccontextmanager
     async def _sse_events(self, path: str, body: JSONBody) -> AsyncIterator[_SSEReader]:
         started = asyncio.get_running_loop().time()
-        async with self._open("POST", path, content=body, accept="text/event-stream") as response:
+        async with self._open("POST", path, content=body, accept="text/event-stream",
+                              safety_net=self._stream_timeout) as response:
             yield _SSEReader(response, self._timeouts, started)
 
     @asynccontextmanager
     async def _open(self, method: str, path: str, *, content: JSONBody | None = None,
                     params: dict[str, str] | None = None,
-                    accept: str = "application/json") -> AsyncIterator[httpx.Response]:
+                    accept: str = "application/json",
+                    safety_net: httpx.Timeout | None = None) -> AsyncIterator[httpx.Response]:
         """Send a request; yield the response once its headers arrived with a success status."""
         headers = {"Accept": accept}
         if content is not None:  # sent as it is encoded, with its length known (not chunked)
             headers |= {"Content-Type": "application/json", "Content-Length": str(content.length)}
         request = self._http.build_request(method, self._base_url + path, content=content,
-                                           params=params, headers=headers)
+                                           params=params, headers=headers,
+                                           timeout=safety_net or httpx.USE_CLIENT_DEFAULT)
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
                 response = await self._http.send(request, stream=True)

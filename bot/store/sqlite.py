@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -37,6 +37,22 @@ def now_utc() -> str:
     """The time as the schema stores it, the same text as `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`."""
     now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+T = TypeVar("T")
+
+
+def _statement(conn: sqlite3.Connection, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
+    """Runs in aiosqlite's thread."""
+    cursor = conn.execute(sql, params)
+    try:
+        return step(cursor)
+    finally:
+        cursor.close()
+
+
+def _rowcount(cursor: sqlite3.Cursor) -> int:
+    return int(cursor.rowcount)
 
 
 class SqliteDatabase(Database):
@@ -126,24 +142,26 @@ class SqliteDatabase(Database):
         async with self._lock:
             yield self.conn
 
+    async def _run(self, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
+        """One statement in one trip to aiosqlite's thread: executed, read by `step`, its cursor closed.
+        (`conn.execute` + a fetch + the cursor's close are three trips, each a thread hand-over and a
+        wake-up of the event loop; aiosqlite's public helpers do the same in one, via `_execute`.)"""
+        async with self._turn() as conn:
+            return cast(T, await conn._execute(_statement, conn._conn, step, sql, params))  # type: ignore[no-untyped-call]
+
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
-            return row
+        return await self._run(sqlite3.Cursor.fetchone, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await self._run(sqlite3.Cursor.fetchall, sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._turn() as conn, conn.execute(sql, params) as cursor:
-            return int(cursor.rowcount)
+        return await self._run(_rowcount, sql, params)
 
     async def insert(self, sql: str, params: Params = ()) -> int:
-        async with self._turn() as conn, conn.execute(f"{sql} RETURNING id", params) as cursor:
-            row = await cursor.fetchone()
-            assert row is not None
-            return int(row[0])
+        row = await self._run(sqlite3.Cursor.fetchone, f"{sql} RETURNING id", params)
+        assert row is not None
+        return int(row[0])
 
     async def forget_erased(self) -> None:
         """The old text may still sit in the write-ahead log: copy it out and empty it (secure_delete
