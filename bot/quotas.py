@@ -101,6 +101,7 @@ class Reservation:
     max_tokens: int
     lowered: bool  # max_tokens was lowered to fit the budget
     price_cap: MaxPrice | None = None  # the prices held, when a quota applies: sent as `provider.max_price`
+    pdf_pages: int = 0  # the PDF pages held for (the parser's fee applies when the model does not read PDFs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,7 @@ class QuotaService:
         assert isinstance(result, Held)
         return Reservation(result.id, guild_id or DM_GUILD, user_id, from_nusd(result.amount_nusd),
                            chosen["max_tokens"], chosen["max_tokens"] < max_tokens,
-                           pricing.cap() if pricing is not None and limited else None)
+                           pricing.cap() if pricing is not None and limited else None, pdf_pages)
 
     async def link_turn(self, reservation: Reservation, turn_id: int) -> None:
         await self.spend.link_turn(reservation.id, turn_id)

@@ -101,7 +101,8 @@ class AnswerPipeline:
             streamed = await self.streamer.run(request, view, active)
             cost, source = await self.settler.cost_of(streamed.completion, plan.model,
                                                       prompt_tokens=plan.context.prompt_tokens, images=plan.images,
-                                                      searched=plan.request_plan.web_search)
+                                                      searched=plan.request_plan.web_search,
+                                                      pdf_pages=reservation.pdf_pages)
         except BaseException:
             await self._land("release a hold", partial(self.holds.release, reservation, may_have_run=True))
             raise

@@ -16,7 +16,7 @@ from bot.logs import get_logger
 from bot.openrouter.client import OpenRouterClient
 from bot.openrouter.errors import OpenRouterError
 from bot.openrouter.types import Completion, ModelInfo
-from bot.quotas import QuotaService, Reservation
+from bot.quotas import PDF_PARSER_FEE_PER_PAGE, QuotaService, Reservation
 from bot.states import CostSource
 
 log = get_logger(__name__)
@@ -24,10 +24,11 @@ Cost = tuple[Decimal | None, CostSource | None]
 
 
 def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_tokens: int, images: int,
-                   searched: bool = False) -> Cost:
+                   searched: bool = False, pdf_pages: int = 0) -> Cost:
     """The catalogue's price of what arrived (with the most a web search may have cost, when it
-    searched); $0 when no generation is known at all; unknown without a price (no model, or one whose
-    price, or search price, is unknown or variable)."""
+    searched, and the PDF parser's fee for a model that does not read PDFs itself); $0 when no
+    generation is known at all; unknown without a price (no model, or one whose price, or search
+    price, is unknown or variable)."""
     if model is None:
         return None, None
     if not completion.generation_id and not completion.content and not completion.reasoning:
@@ -35,6 +36,8 @@ def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_to
     fees = web_search_fee([model]) if searched else Decimal(0)
     if fees is None:
         return None, None
+    if not model.reads_files:
+        fees += PDF_PARSER_FEE_PER_PAGE * pdf_pages
     out_tokens = estimate_text_tokens(completion.content) + estimate_text_tokens(completion.reasoning)
     return estimate_cost(model, prompt_tokens=prompt_tokens + (web_search_tokens() if searched else 0),
                          completion_tokens=out_tokens, images=images, fees=fees), CostSource.ESTIMATE
@@ -59,14 +62,15 @@ class CostSettler:
         return stats.total_cost
 
     async def cost_of(self, completion: Completion, model: ModelInfo | None, *, prompt_tokens: int,
-                      images: int, searched: bool = False) -> Cost:
+                      images: int, searched: bool = False, pdf_pages: int = 0) -> Cost:
         if completion.usage is not None and completion.usage.cost is not None:
             return completion.usage.cost, CostSource.USAGE
         if completion.generation_id:
             cost = await self.generation_cost(completion.generation_id)
             if cost is not None:
                 return cost, CostSource.GENERATION
-        return estimated_cost(completion, model, prompt_tokens=prompt_tokens, images=images, searched=searched)
+        return estimated_cost(completion, model, prompt_tokens=prompt_tokens, images=images, searched=searched,
+                              pdf_pages=pdf_pages)
 
     async def settle(self, reservation: Reservation, cost: Decimal | None, source: CostSource | None,
                      model: str | None) -> list[str]:

@@ -163,6 +163,22 @@ async def test_a_pdf_is_held_by_its_pages_with_the_parser_fee_for_a_model_that_d
     assert parsed >= prompt * 40 * PDF_TOKENS_PER_PAGE + completion * 500 + 40 * PDF_PARSER_FEE_PER_PAGE
 
 
+async def test_an_estimated_cost_counts_the_pdf_parser_fee(parts: CoreParts) -> None:
+    """No usage in the stream and no /generation record: the estimate is all there is, and it must
+    carry the parser's fee for every page when the model does not read PDFs itself."""
+    data = pdf(40, compressed=True)
+    attachment = (StoredAttachment("report.pdf", "application/pdf", AttachmentKind.PDF, len(data), data=data),)
+    conversation, question = await conversation_with_question(parts, "Summarise", model="openai/gpt-3.5-turbo",
+                                                              attachments=attachment)
+    chunk = {"id": "gen-no-usage", "model": "openai/gpt-3.5-turbo",
+             "choices": [{"delta": {"content": "A summary."}, "finish_reason": "stop"}]}
+    parts.fake.script("chat", SSEReply(events=[f"data: {json.dumps(chunk)}\n\n", "data: [DONE]\n\n"]))
+    view = RecordingView()
+    await parts.core.conversations.pipeline.answer(conversation, question, view)
+    assert view.outcome is not None and view.outcome.cost_source == "estimate"
+    assert view.outcome.cost is not None and view.outcome.cost >= 40 * PDF_PARSER_FEE_PER_PAGE
+
+
 # -- answers cut before their first token -----------------------------------------------------------------
 
 
