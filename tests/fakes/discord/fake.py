@@ -186,12 +186,7 @@ class FakeDiscord(World):
 
     async def delete_user_message(self, message_id: int) -> None:
         """A user deletes a message; dispatches MESSAGE_DELETE."""
-        msg = self.messages[message_id]
-        msg.deleted = True
-        data: JSON = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
-        if (guild_id := self.guild_of(msg.channel_id)) is not None:
-            data["guild_id"] = str(guild_id)
-        self.emit("MESSAGE_DELETE", data)
+        self.delete_message(self.messages[message_id])
         await self.gateway.flush()
 
     async def open_dm(self, user_id: int) -> int:

@@ -208,11 +208,7 @@ class Rest:
         msg = self.world.message_or_404(channel_id, int_param(request, "message_id"))
         if msg.author_id != self.world.bot_user_id:
             raise ApiError(403, 50013, "Missing Permissions")
-        msg.deleted = True
-        data: JSON = {"id": str(msg.id), "channel_id": str(channel_id)}
-        if (guild_id := self.world.guild_of(channel_id)) is not None:
-            data["guild_id"] = str(guild_id)
-        self.world.emit("MESSAGE_DELETE", data)
+        self.world.delete_message(msg)
         return web.Response(status=204)
 
     async def _thread_from_message(self, request: web.Request) -> web.StreamResponse:

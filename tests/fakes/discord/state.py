@@ -402,6 +402,14 @@ class World:
         return [m for m in self.messages.values() if m.author_id == self.bot_user_id and not m.deleted
                 and (channel_id is None or m.channel_id == channel_id)]
 
+    def delete_message(self, msg: Msg) -> None:
+        """Mark a message deleted and dispatch MESSAGE_DELETE (whoever deleted it)."""
+        msg.deleted = True
+        data: JSON = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
+        if (guild_id := self.guild_of(msg.channel_id)) is not None:
+            data["guild_id"] = str(guild_id)
+        self.emit("MESSAGE_DELETE", data)
+
     def message_or_404(self, channel_id: int, message_id: int) -> Msg:
         msg = self.messages.get(message_id)
         if msg is None or msg.deleted or msg.channel_id != channel_id:
