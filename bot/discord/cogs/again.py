@@ -15,9 +15,9 @@ from discord.ext import commands
 from bot.chat.conversations import Again, ConversationService
 from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
-from bot.discord.cogs.chat import home_channel
+from bot.discord.cogs.chat import home_channel, replying_to
 from bot.discord.permissions import may_act_for
-from bot.discord.render import NO_MENTIONS, DiscordAnswerView
+from bot.discord.render import DiscordAnswerView
 from bot.logs import get_logger
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import Refusal
@@ -135,12 +135,8 @@ class AgainCog(commands.Cog):
         (who pressed the button; the asker when None)."""
         channel_id = int(getattr(channel, "id", 0))
 
-        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
-            # paced by the view; the reply opens with the first words when they came in time
-            return await reply_to.reply(text, view=stop, mention_author=False,  # type: ignore[arg-type]
-                                        allowed_mentions=NO_MENTIONS)
-
-        view: DiscordAnswerView = self.chat.make_view(channel=channel, channel_id=channel_id, open_first=open_first,
+        view: DiscordAnswerView = self.chat.make_view(channel=channel, channel_id=channel_id,
+                                                      open_first=replying_to(reply_to),
                                                       rejected=(), asked_in=asked_in,
                                                       guild_id=again.conversation.guild_id)
         try:

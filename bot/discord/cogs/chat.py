@@ -70,6 +70,16 @@ def home_channel(channel: Any) -> int | None:
     return None if isinstance(channel, discord.DMChannel) or channel is None else int(channel.id)
 
 
+def replying_to(message: discord.Message | discord.PartialMessage) -> OpenFirst:
+    """An answer's first message as a reply to `message` (pinging nobody)."""
+    async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
+        if stop is None:  # typed: `view` may only be left out
+            return await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+        return await message.reply(text, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
+
+    return open_first
+
+
 def bind_log_context(*, guild: int | None, channel: int | None, user: int) -> None:
     """Every log line of this request (this task) carries where it came from and who asked."""
     structlog.contextvars.bind_contextvars(guild=guild, channel=channel, user=user)
@@ -307,13 +317,9 @@ class ChatCog(commands.Cog):
                 owner_id=message.author.id, title=thread_title(content), home_channel_id=home_channel(channel))
         waiting = self.conversations.busy(conversation)
 
-        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
-            if stop is None:  # typed: `view` may only be left out
-                return await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
-            return await message.reply(text, view=stop, mention_author=False, allowed_mentions=NO_MENTIONS)
-
-        view = self.make_view(channel=channel, channel_id=channel.id, open_first=open_first, rejected=rejected,
-                              asked_in=message.id, guild_id=message.guild.id if message.guild else None)
+        view = self.make_view(channel=channel, channel_id=channel.id, open_first=replying_to(message),
+                              rejected=rejected, asked_in=message.id,
+                              guild_id=message.guild.id if message.guild else None)
         if waiting:  # say at once that this message was seen and waits its turn (the Stop button comes later)
             await view.open_waiting()
         await self.run_answer(conversation, author=message.author, content=content, message_id=message.id,

@@ -15,12 +15,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chat.text import fit
-from bot.discord.cogs.chat import EFFORTS, model_choice
+from bot.discord.cogs.chat import EFFORTS, home_channel, model_choice
 from bot.discord.render import NO_MENTIONS
 from bot.money import usd
 from bot.openrouter.errors import OpenRouterError
 from bot.policy import is_pattern
-from bot.server_config import Change, Overview, Quota, QuotaScope, ServerConfig
+from bot.server_config import Change, Changed, Overview, Quota, QuotaScope, ServerConfig
 from bot.states import Effort, SearchMode
 from bot.store.guilds import ChannelSettings
 
@@ -71,6 +71,15 @@ def overview_embed(o: Overview) -> discord.Embed:
     if o.channels:
         embed.add_field(name="Channels", value=channels_text(o.channels), inline=False)
     return embed
+
+
+def default_refusal(changed: Changed, model_id: str | None) -> str | None:
+    """Why a default model (the server's or a channel's) was not set, if it was not."""
+    if changed.change is Change.UNKNOWN:
+        return f"`{model_id}` is not a model OpenRouter offers."
+    if changed.change is Change.NOT_ALLOWED:
+        return f"`{model_id}` is not allowed on this server; allow it first with `/config model allow`."
+    return None
 
 
 def channels_text(channels: Sequence[ChannelSettings], limit: int = 1024) -> str:
@@ -151,11 +160,8 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
         assert interaction.guild_id is not None
         model_id = model.strip()
         changed = await self.config.set_default_model(interaction.guild_id, model_id, actor=interaction.user.id)
-        if changed.change is Change.UNKNOWN:
-            await self.reply(interaction, f"`{model_id}` is not a model OpenRouter offers.")
-        elif changed.change is Change.NOT_ALLOWED:
-            await self.reply(interaction, f"`{model_id}` is not allowed on this server; allow it first with "
-                                          "`/config model allow`.")
+        if (refused := default_refusal(changed, model_id)) is not None:
+            await self.reply(interaction, refused)
         else:
             await self.reply(interaction, f"New conversations on this server now use `{model_id}` "
                                           f"(was `{changed.old}`).")
@@ -238,9 +244,7 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
         if channel is not None:
             return channel.id
         here = interaction.channel
-        if isinstance(here, discord.Thread):
-            return here.parent_id
-        return here.id if isinstance(here, discord.TextChannel | discord.ForumChannel) else None
+        return home_channel(here) if isinstance(here, discord.Thread | ConfigurableChannel) else None
 
     @channel.command(name="persona", description="The instructions conversations in one channel start with")
     @app_commands.describe(prompt="Leave empty to use the server's system prompt again",
@@ -266,11 +270,8 @@ class ConfigCog(commands.GroupCog, group_name="config", group_description="Confi
             return
         changed = await self.config.set_channel_model(interaction.guild_id, channel_id, model,
                                                       actor=interaction.user.id)
-        if changed.change is Change.UNKNOWN:
-            await self.reply(interaction, f"`{model}` is not a model OpenRouter offers.")
-        elif changed.change is Change.NOT_ALLOWED:
-            await self.reply(interaction, f"`{model}` is not allowed on this server; allow it first with "
-                                          "`/config model allow`.")
+        if (refused := default_refusal(changed, model)) is not None:
+            await self.reply(interaction, refused)
         else:
             now = f"`{model.strip()}`" if model else "the server's default model"
             await self.reply(interaction, f"New conversations in <#{channel_id}> now use {now}.")
