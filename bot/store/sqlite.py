@@ -12,8 +12,9 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -60,7 +61,9 @@ class SqliteDatabase(Database):
 
     The connection runs in autocommit mode; `transaction()` opens an explicit `BEGIN IMMEDIATE`
     so that read-then-write sequences (quota reservations) are atomic. Every statement outside a
-    transaction waits for the one in progress to end.
+    transaction waits for the one in progress to end; while none is open, statements go straight to
+    the connection's thread, which runs them back to back in the order they came (many answers'
+    reads and writes in flight at once, not one round trip after another).
     """
 
     dialect: Dialect = "sqlite"
@@ -69,9 +72,11 @@ class SqliteDatabase(Database):
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
-        # One connection is shared by every task: statements and transactions take turns, so a
-        # rollback in one task can never discard a statement another task ran meanwhile, and a read
-        # never sees another task's uncommitted rows.
+        # One connection is shared by every task: a transaction has it to itself (`_lock`, held from
+        # its BEGIN to its end), so a rollback in one task can never discard a statement another task
+        # ran meanwhile, and a read never sees another task's uncommitted rows. The connection's thread
+        # runs what it is given in order: a statement handed over before a BEGIN runs before it, one
+        # handed over after the transaction's end runs after it.
         self._lock = asyncio.Lock()
         self._tx_owner: asyncio.Task[Any] | None = None
 
@@ -90,7 +95,8 @@ class SqliteDatabase(Database):
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            # check_same_thread off: a transaction's own statements run on the event loop's thread (`_run`)
+            conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseUnavailable(f"cannot open {self.path}: {exc}") from exc
         conn.row_factory = aiosqlite.Row
@@ -120,34 +126,49 @@ class SqliteDatabase(Database):
             raise RuntimeError("transactions do not nest")
         async with self._lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            await self._hand_over(conn, _rowcount, "BEGIN IMMEDIATE", ())
             self._tx_owner = asyncio.current_task()
             try:
                 yield self
             except BaseException:
-                await asyncio.shield(conn.execute("ROLLBACK"))
+                await asyncio.shield(self._hand_over(conn, _rowcount, "ROLLBACK", ()))
                 raise
             else:
-                await asyncio.shield(conn.execute("COMMIT"))
+                await asyncio.shield(self._hand_over(conn, _rowcount, "COMMIT", ()))
             finally:
                 self._tx_owner = None
 
-    @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, for one statement: inside this task's own transaction at once, else after
-        any other task's transaction has ended, so nobody reads rows that may yet be rolled back."""
-        if self._in_own_transaction():
-            yield self.conn
-            return
-        async with self._lock:
-            yield self.conn
-
     async def _run(self, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
-        """One statement in one trip to aiosqlite's thread: executed, read by `step`, its cursor closed.
-        (`conn.execute` + a fetch + the cursor's close are three trips, each a thread hand-over and a
-        wake-up of the event loop; aiosqlite's public helpers do the same in one, via `_execute`.)"""
-        async with self._turn() as conn:
-            return cast(T, await conn._execute(_statement, conn._conn, step, sql, params))  # type: ignore[no-untyped-call]
+        """One statement, read by `step`, its cursor closed.
+
+        - With no transaction about, it is handed to the connection's thread at once, in one trip
+          (`conn.execute` + a fetch + the cursor's close would be three).
+        - While another task's transaction is open or waiting, it takes its turn after it (nobody reads
+          rows that may yet be rolled back), handed over before the turn passes on.
+        - Inside this task's own transaction it runs right here, on the event loop's thread. The write
+          lock is the transaction's since its BEGIN, so nothing here waits for another process, and the
+          connection's thread is idle (every other task waits for the transaction's end): a round trip
+          would only add a hand-over and a turn of the event loop per statement, with every other
+          transaction waiting behind this one. BEGIN, which may wait for another process's write, and
+          COMMIT, which may copy the log back into the file, stay on the connection's thread.
+        """
+        conn = self.conn
+        if self._lock.locked():
+            if self._in_own_transaction():
+                return _statement(conn._conn, step, sql, params)
+            async with self._lock:
+                queued = self._hand_over(conn, step, sql, params)
+            return await queued
+        return await self._hand_over(conn, step, sql, params)
+
+    @staticmethod
+    def _hand_over(conn: aiosqlite.Connection, step: Callable[[sqlite3.Cursor], T], sql: str,
+                   params: Params) -> asyncio.Future[T]:
+        """Queue the statement on the connection's thread now (aiosqlite's `_execute` queues it only once
+        awaited, too late to keep a place in line): a future for its result."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        conn._tx.put_nowait((future, partial(_statement, conn._conn, step, sql, params)))
+        return future
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         return await self._run(sqlite3.Cursor.fetchone, sql, params)

@@ -164,6 +164,55 @@ async def test_a_read_never_sees_another_tasks_uncommitted_rows(database_url: st
             assert (await tx.fetchone("SELECT value FROM bot_state WHERE key = 'mine'"))[0] == "y"
 
 
+async def test_statements_of_many_tasks_are_in_flight_at_once_when_no_transaction_is_open(db_path: Path) -> None:
+    """With no transaction open, a statement is handed to the connection's thread at once, not after
+    the one before it has come back to the event loop: the thread runs a queue of them back to back.
+    (Each round trip through a busy event loop would otherwise be paid once per statement, in turn.)
+    A transaction still has the connection to itself: a statement asked for meanwhile runs after it."""
+    import threading
+    import time
+
+    async with SqliteDatabase(db_path) as db:
+        gate, came_back = threading.Event(), threading.Event()
+        order: list[str] = []
+
+        def hold() -> int:
+            gate.wait(5)
+            return 0
+
+        def seen(name: str) -> int:
+            order.append(f"{name} after first" if came_back.is_set() else name)
+            return 0
+
+        await db.conn.create_function("hold", 0, hold)
+        await db.conn.create_function("seen", 1, seen)
+
+        async def first() -> None:
+            await db.fetchone("SELECT hold()")
+            came_back.set()
+
+        tasks = [asyncio.create_task(first())]
+        await asyncio.sleep(0.02)  # the thread is now inside hold()
+        tasks += [asyncio.create_task(db.fetchone("SELECT seen(?)", (f"s{i}",))) for i in range(3)]
+        await asyncio.sleep(0.02)  # every task is waiting for its result
+        gate.set()
+        time.sleep(0.2)  # the event loop is busy: the thread goes on without it
+        await asyncio.gather(*tasks)
+        assert order == ["s0", "s1", "s2"]
+
+        async def in_transaction() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("CREATE TABLE t (x INTEGER)")
+                await asyncio.sleep(0.05)
+                await tx.execute("SELECT seen('inside')")
+
+        writing = asyncio.create_task(in_transaction())
+        await asyncio.sleep(0.01)
+        await db.fetchone("SELECT seen('outside')")
+        await writing
+        assert order[3:] == ["inside after first", "outside after first"]
+
+
 def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     """The wheel carries migrations/ as bot/_migrations, so an installed bot finds them."""
     import subprocess
