@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from bot.states import SearchMode
 from bot.store.database import Database, Row
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +94,73 @@ CHANNEL_COLUMNS = frozenset(s.value for s in ChannelSetting)
 
 
 class GuildRepo:
-    def __init__(self, db: Database) -> None:
+    """A server's configuration, read through a short cache.
+
+    Every question reads its server's settings, allowlist and channel settings several times (is the
+    channel switched off, which model, which persona, which quota), and a server changes them rarely:
+    each is read from the database at most once every `FRESH_SECONDS` per process. A change made through
+    this object applies at once. A change made by another process shows within `FRESH_SECONDS`; with
+    shards, a server's commands and questions all reach the one process that holds its shard.
+    """
+
+    FRESH_SECONDS = 5.0
+    KEEP_AT_MOST = 4096  # cached entries before the stale ones are dropped
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
+        self._clock = clock
+        self._cache: dict[tuple[str, int], tuple[float, object]] = {}
+        self._changes = 0  # changes made through this object: a read that overlapped one is not kept
 
     async def settings(self, guild_id: int) -> GuildSettings:
+        cached = self._cached("settings", guild_id)
+        if isinstance(cached, GuildSettings):
+            return cached
+        changes = self._changes
         row = await self.db.fetchone("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
-        return GuildSettings.from_row(row) if row else GuildSettings(guild_id)
+        settings = GuildSettings.from_row(row) if row else GuildSettings(guild_id)
+        return self._keep("settings", guild_id, settings, changes)
 
     async def patterns(self, guild_id: int) -> list[str]:
+        cached = self._cached("patterns", guild_id)
+        if isinstance(cached, tuple):
+            return list(cached)
+        changes = self._changes
         rows = await self.db.fetchall("SELECT pattern FROM guild_models WHERE guild_id = ? ORDER BY pattern",
                                       (guild_id,))
-        return [r["pattern"] for r in rows]
+        return list(self._keep("patterns", guild_id, tuple(r["pattern"] for r in rows), changes))
 
     async def channel(self, channel_id: int) -> ChannelSettings:
+        cached = self._cached("channel", channel_id)
+        if isinstance(cached, ChannelSettings):
+            return cached
+        changes = self._changes
         row = await self.db.fetchone("SELECT channel_id, system_prompt, default_model, off FROM channel_settings "
                                      "WHERE channel_id = ?", (channel_id,))
-        return ChannelSettings.from_row(row) if row else ChannelSettings(channel_id)
+        settings = ChannelSettings.from_row(row) if row else ChannelSettings(channel_id)
+        return self._keep("channel", channel_id, settings, changes)
+
+    def _cached(self, kind: str, key: int) -> object | None:
+        entry = self._cache.get((kind, key))
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
+    def _keep(self, kind: str, key: int, value: V, changes: int) -> V:
+        """Cache what was read, unless a change made here since the read began may have come too late for it."""
+        if changes != self._changes:
+            return value
+        now = self._clock()
+        if len(self._cache) >= self.KEEP_AT_MOST:
+            for stale in [k for k, (until, _) in self._cache.items() if until <= now] or list(self._cache):
+                del self._cache[stale]
+        self._cache[(kind, key)] = (now + self.FRESH_SECONDS, value)
+        return value
+
+    def _forget(self, kind: str, key: int) -> None:
+        """This process changed it: the next read goes to the database."""
+        self._changes += 1
+        self._cache.pop((kind, key), None)
 
     async def channels(self, guild_id: int) -> list[ChannelSettings]:
         """The server's channels that have settings of their own."""
@@ -131,6 +187,7 @@ class GuildRepo:
                 f"UPDATE guild_settings SET {column} = ?, "  # column is from the fixed set above
                 "updated_at = now_utc() WHERE guild_id = ?", (value, guild_id))
             await self._audit(tx, guild_id, actor_id, action, old_text, new_text)
+        self._forget("settings", guild_id)
 
     async def set_channel(self, guild_id: int, channel_id: int, column: ChannelSetting, value: object, *,
                           actor_id: int, old_text: str | None, new_text: str | None) -> None:
@@ -143,6 +200,7 @@ class GuildRepo:
                              "WHERE channel_id = ? AND guild_id = ?", (value, channel_id, guild_id))
             await self._audit(tx, guild_id, actor_id, f"channel <#{channel_id}> {column.replace('_', ' ')}",
                               old_text, new_text)
+        self._forget("channel", channel_id)
 
     async def add_pattern(self, guild_id: int, pattern: str, *, actor_id: int, seed: list[str]) -> bool:
         """Add to the server's list; a server that had none starts from `seed` (the operator's list)."""
@@ -156,6 +214,7 @@ class GuildRepo:
                 await tx.execute("INSERT INTO guild_models (guild_id, pattern, added_by) VALUES (?, ?, ?)",
                                  (guild_id, item, actor_id))
             await self._audit(tx, guild_id, actor_id, "model allow", None, pattern)
+        self._forget("patterns", guild_id)
         return True
 
     async def remove_pattern(self, guild_id: int, pattern: str, *, actor_id: int, seed: list[str]) -> bool:
@@ -173,6 +232,7 @@ class GuildRepo:
             else:
                 await tx.execute("DELETE FROM guild_models WHERE guild_id = ? AND pattern = ?", (guild_id, pattern))
             await self._audit(tx, guild_id, actor_id, "model remove", pattern, None)
+        self._forget("patterns", guild_id)
         return True
 
     @staticmethod
