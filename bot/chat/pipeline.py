@@ -7,7 +7,8 @@ orders them and makes sure a hold never stays open, whatever ends the answer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
@@ -35,6 +36,8 @@ RESTARTING = "I am restarting right now, so I did not send this to the model. Yo
 
 
 class AnswerPipeline:
+    PREPARING = 8  # answers planned and held at once; the rest wait their turn (see `_answer`)
+
     def __init__(self, *, repo: ConversationRepo, planner: AnswerPlanner, holds: BudgetHolds,
                  streamer: AnswerStreamer, settler: CostSettler, active: ActiveAnswers,
                  durability: Durability | None = None, metrics: Metrics | None = None) -> None:
@@ -46,6 +49,7 @@ class AnswerPipeline:
         self.active = active
         self.durability = durability or Durability()
         self.metrics = metrics or Metrics()
+        self._preparing = asyncio.Semaphore(self.PREPARING)
 
     async def answer(self, conversation: Conversation, question: Turn, view: AnswerView, *,
                      model: str | None = None, options: AskOptions = PLAIN_QUESTION) -> AnswerOutcome:
@@ -62,13 +66,42 @@ class AnswerPipeline:
 
     async def _answer(self, conversation: Conversation, question: Turn, view: AnswerView,
                       options: AskOptions) -> AnswerOutcome:
+        """Plan, hold, stream, settle and record; a few answers are planned and held at once (see
+        `_preparation`)."""
+        async with self._preparation() as prepared:
+            return await self._prepare_and_stream(conversation, question, view, options, prepared)
+
+    @asynccontextmanager
+    async def _preparation(self) -> AsyncIterator[Callable[[], None]]:
+        """A turn among the answers being planned and held, until the callable given is called (when its
+        request is about to go out) or the block ends. When many questions come at once, the first ones'
+        requests go out at once instead of all of them together at the end: their first words come
+        sooner, and Discord's write budget is spent on them from the start."""
+        await self._preparing.acquire()
+        held = True
+
+        def done() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._preparing.release()
+
+        try:
+            yield done
+        finally:
+            done()
+
+    async def _prepare_and_stream(self, conversation: Conversation, question: Turn, view: AnswerView,
+                                  options: AskOptions, prepared: Callable[[], None]) -> AnswerOutcome:
         plan = await self.planner.plan(conversation, question, options)
         if isinstance(plan, Refusal):
+            prepared()
             return await self._refuse(view, plan.message)
         for text in plan.notices:
             await view.notice(text)
         reservation = await self.holds.take(plan)
         if isinstance(reservation, QuotaRefusal):
+            prepared()
             return await self._refuse(view, reservation.message)
         if reservation.lowered:
             await view.notice(f"The answer is limited to {reservation.max_tokens:,} tokens by what is left of "
@@ -83,6 +116,7 @@ class AnswerPipeline:
             except BaseException:
                 await self._land("release a hold", partial(self.holds.release, reservation, may_have_run=False))
                 raise
+            prepared()
             # the request goes out at once; the view opens its message when Discord allows, with the
             # first words if they have come by then
             view.begin(partial(self._messages_opened, active.turn_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from decimal import Decimal
 
 import asyncpg
@@ -242,3 +243,32 @@ async def test_a_full_disk_at_the_end_of_an_answer_delays_its_record_but_loses_n
     assert source == "usage" and actual == to_nusd(outcome.cost)  # type: ignore[arg-type]
     row = await parts.db.fetchone("SELECT status, length(content) FROM turns WHERE id = ?", (turn_id,))
     assert tuple(row) == ("complete", len(parts.fake.reply_text))
+
+
+async def test_when_many_questions_come_at_once_a_few_are_prepared_at_a_time(parts: CoreParts) -> None:
+    """Planned and held a few at a time: the first questions' requests go out while later ones still
+    wait their turn, instead of every request leaving together once all are planned."""
+    pipeline = parts.core.conversations.pipeline
+    planner = pipeline.planner
+    plan = planner.plan
+    planning = most = 0
+    plan_started: list[float] = []
+
+    async def counted_plan(*args: object, **kwargs: object) -> object:
+        nonlocal planning, most
+        planning += 1
+        most = max(most, planning)
+        plan_started.append(time.monotonic())
+        try:
+            await asyncio.sleep(0.005)  # a busy database: planning takes a moment
+            return await plan(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            planning -= 1
+
+    planner.plan = counted_plan  # type: ignore[method-assign]
+    count = pipeline.PREPARING * 3
+    views = await asyncio.gather(*(ask(parts, f"question {i}") for i in range(count)))
+    assert all(view.outcome is not None and view.outcome.status == "complete" for view, _ in views)
+    assert most <= pipeline.PREPARING
+    first_request = min(r.at for r in parts.fake.chat_requests())
+    assert first_request < max(plan_started)  # the first request went out before the last question was planned
