@@ -230,12 +230,23 @@ async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTE
         await proc.wait()
 
 
-async def start_py_spy(pid: int, output: str) -> asyncio.subprocess.Process:
-    """Sample the bot with py-spy (if installed) during the load; raw collapsed stacks to `output`."""
+async def start_py_spy(pid: int, output: str, seconds: float) -> asyncio.subprocess.Process:
+    """Sample the bot with py-spy (if installed) for `seconds` of the measured phase: raw collapsed stacks
+    to `output` (`--native` too, so time spent in C, e.g. the event loop's own work, shows where it goes)."""
     exe = Path(sys.executable).with_name("py-spy")
     return await asyncio.create_subprocess_exec(
-        str(exe) if exe.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "100", "--format", "raw",
-        "--gil", "--nonblocking", "--output", output, stdout=asyncio.subprocess.DEVNULL)
+        str(exe) if exe.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+        "--native", "--duration", str(max(1, round(seconds))), "--output", output,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+async def stop_py_spy(profiler: asyncio.subprocess.Process | None) -> None:
+    """py-spy writes its file when its duration is over."""
+    if profiler is not None:
+        try:
+            await asyncio.wait_for(profiler.wait(), 60)
+        except TimeoutError:
+            profiler.kill()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +351,7 @@ async def run_load(args: argparse.Namespace) -> Results:
     async with launched(args) as h:
         openrouter, discord_fake, bot, convs, workdir, log_file = (
             h.openrouter, h.discord, h.bot, h.convs, h.workdir, h.log_file)
-        profiler = await start_py_spy(bot.pid, args.py_spy) if args.py_spy else None
+        profiler = await start_py_spy(bot.pid, args.py_spy, args.py_spy_seconds) if args.py_spy else None
         bot_cpu_at_start = cpu_seconds(bot.pid)
         bot_threads_at_start = thread_cpu_seconds(bot.pid)
         or_cpu_at_start = cpu_seconds(openrouter.proc.pid)
@@ -362,8 +373,7 @@ async def run_load(args: argparse.Namespace) -> Results:
         bot_cpu = cpu_seconds(bot.pid) - bot_cpu_at_start
         threads = thread_cpu_seconds(bot.pid)
         bot_cpu_main = threads.get(bot.pid, 0.0) - bot_threads_at_start.get(bot.pid, 0.0)
-        if profiler is not None:
-            await stop_process(profiler, signal.SIGINT)
+        await stop_py_spy(profiler)
         or_cpu = cpu_seconds(openrouter.proc.pid) - or_cpu_at_start
         driver_cpu = time.process_time() - driver_cpu_at_start
         bot_cpu_total = cpu_seconds(bot.pid)
@@ -640,6 +650,7 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
 
         # Measured: every user posts a follow-up in their thread at once.
         peak_is_phase = reset_peak_rss(bot.pid)
+        profiler = await start_py_spy(bot.pid, args.py_spy, args.py_spy_seconds) if args.py_spy else None
         bot_cpu_at_start = cpu_seconds(bot.pid)
         bot_main_at_start = thread_cpu_seconds(bot.pid).get(bot.pid, 0.0)
         or_cpu_at_start = cpu_seconds(openrouter.proc.pid)
@@ -664,6 +675,7 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
         driver_cpu = time.process_time() - driver_cpu_at_start
         bot_peak = peak_rss_bytes(bot.pid)
         await asyncio.sleep(0.2)  # the last stream-start lines reach the reader
+        await stop_py_spy(profiler)
 
     visible_ms: list[float] = []
     placeholder_ms: list[float] = []
@@ -799,7 +811,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the bot's STREAM_EDIT_INTERVAL_SECONDS (default: the production default, 1.0)")
     parser.add_argument("--bot-module", default="tests.discord.bot_process",
                         help="module that runs the bot (to try out a change without touching bot/)")
-    parser.add_argument("--py-spy", metavar="FILE", help="profile the bot during the load with py-spy (raw format)")
+    parser.add_argument("--py-spy", metavar="FILE",
+                        help="profile the bot during the measured phase with py-spy (raw collapsed stacks)")
+    parser.add_argument("--py-spy-seconds", type=float, default=10.0,
+                        help="how long py-spy samples from the phase's start (default 10 s)")
     parser.add_argument("--drain", type=float, default=6.0,
                         help="threads: seconds between the setup and the follow-ups (Discord's windows empty)")
     parser.add_argument("--serve-openrouter", action="store_true", help=argparse.SUPPRESS)
