@@ -1,8 +1,19 @@
-"""The SQLite backend: one aiosqlite connection, WAL, and `BEGIN IMMEDIATE` transactions.
+"""The SQLite backend: WAL, `BEGIN IMMEDIATE` transactions, statements run on the event loop's thread.
 
 `BEGIN IMMEDIATE` takes SQLite's one write lock for the whole file at once, so a transaction is
 alone among every process that writes to the file: a reservation's read of the totals and its write
 cannot interleave with another's (store/spend.py).
+
+Where statements run: an indexed statement on a WAL database takes tens of microseconds, less than
+the hand-over to a worker thread alone, and the result then waits for a turn of the event loop. With a
+hundred questions at once those turns, paid one after another by every transaction, were most of the
+time before their requests went out. So statements run right here, and never wait inside SQLite: the
+writer's `busy_timeout` is 0, and while another process holds the write lock a statement sleeps
+(without holding up the event loop, backing off) and tries again, for `busy_timeout_ms` in all, as
+SQLite's own busy handler would. Reads outside a transaction use a second, read-only connection: in WAL
+mode a reader never waits for a writer and sees only what was committed. What may take long runs on
+aiosqlite's thread: migrations, and checkpoints, which copy the log back into the file (the automatic
+ones would run inside a commit; here one runs every `CHECKPOINT_EVERY` writes).
 """
 
 from __future__ import annotations
@@ -44,7 +55,6 @@ T = TypeVar("T")
 
 
 def _statement(conn: sqlite3.Connection, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
-    """Runs in aiosqlite's thread."""
     cursor = conn.execute(sql, params)
     try:
         return step(cursor)
@@ -56,29 +66,43 @@ def _rowcount(cursor: sqlite3.Cursor) -> int:
     return int(cursor.rowcount)
 
 
-class SqliteDatabase(Database):
-    """Owns the process's single aiosqlite connection.
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Another connection holds the lock this statement needs (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
-    The connection runs in autocommit mode; `transaction()` opens an explicit `BEGIN IMMEDIATE`
-    so that read-then-write sequences (quota reservations) are atomic. Every statement outside a
-    transaction waits for the one in progress to end; while none is open, statements go straight to
-    the connection's thread, which runs them back to back in the order they came (many answers'
-    reads and writes in flight at once, not one round trip after another).
+
+def _waiting_in_sqlite(conn: sqlite3.Connection, busy_ms: int, work: Callable[[sqlite3.Connection], T]) -> T:
+    """On aiosqlite's thread: `work`, with SQLite's own busy handler waiting up to `busy_ms`."""
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
+    try:
+        return work(conn)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+class SqliteDatabase(Database):
+    """Owns the process's SQLite connections: the writer (opened by aiosqlite, whose thread runs the
+    migrations and checkpoints) and the reader.
+
+    The writer runs in autocommit mode; `transaction()` opens an explicit `BEGIN IMMEDIATE` so that
+    read-then-write sequences (quota reservations) are atomic. A transaction has the writer to itself:
+    another task's write waits for its end, and another task's read goes to the reader, which sees
+    what was committed (never rows that may yet be rolled back).
     """
 
     dialect: Dialect = "sqlite"
+    CHECKPOINT_EVERY = 500  # writes between two checkpoints of the write-ahead log
+    RETRY_FIRST, RETRY_LONGEST = 0.001, 0.05  # seconds between tries while another process writes
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
+        self.busy_timeout_ms = busy_timeout_ms  # how long a statement waits for another process's write lock
         self._conn: aiosqlite.Connection | None = None
-        # One connection is shared by every task: a transaction has it to itself (`_lock`, held from
-        # its BEGIN to its end), so a rollback in one task can never discard a statement another task
-        # ran meanwhile, and a read never sees another task's uncommitted rows. The connection's thread
-        # runs what it is given in order: a statement handed over before a BEGIN runs before it, one
-        # handed over after the transaction's end runs after it.
-        self._lock = asyncio.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()  # the writer, for a transaction, a write, a migration or a checkpoint
         self._tx_owner: asyncio.Task[Any] | None = None
+        self._writes = 0  # since the last checkpoint
+        self._checkpointing: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         return str(self.path)
@@ -89,26 +113,53 @@ class SqliteDatabase(Database):
             raise RuntimeError("the database is not open")
         return self._conn
 
+    @property
+    def _writer(self) -> sqlite3.Connection:
+        return self.conn._conn
+
     async def open(self) -> None:
         if self._conn is not None:
             return
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            # check_same_thread off: a transaction's own statements run on the event loop's thread (`_run`)
+            # check_same_thread off: opened on aiosqlite's thread, used on the event loop's
             conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise DatabaseUnavailable(f"cannot open {self.path}: {exc}") from exc
         conn.row_factory = aiosqlite.Row
         await conn.create_function("now_utc", 0, now_utc)
-        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # while opening, on the thread
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA foreign_keys = ON")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA secure_delete = ON")  # erased text is overwritten, not left in free pages
+        await conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the thread (`_wrote`)
+        await conn.execute("PRAGMA busy_timeout = 0")  # from now on, waits happen in `_patiently`
+        try:
+            self._reader = self._open_reader()
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise DatabaseUnavailable(f"cannot open {self.path} for reading: {exc}") from exc
         self._conn = conn
 
+    def _open_reader(self) -> sqlite3.Connection | None:
+        """The connection that reads run on (see `_read`); none for an in-memory database, which a second
+        connection would not share."""
+        if str(self.path) == ":memory:":
+            return None
+        reader = sqlite3.connect(self.path, isolation_level=None, timeout=0)  # waits happen in `_patiently`
+        reader.row_factory = sqlite3.Row
+        reader.create_function("now_utc", 0, now_utc)
+        reader.execute("PRAGMA query_only = ON")
+        return reader
+
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -125,69 +176,102 @@ class SqliteDatabase(Database):
         if self._in_own_transaction():
             raise RuntimeError("transactions do not nest")
         async with self._lock:
-            conn = self.conn
-            await self._hand_over(conn, _rowcount, "BEGIN IMMEDIATE", ())
+            writer = self._writer
+            await self._patiently(partial(writer.execute, "BEGIN IMMEDIATE"))
             self._tx_owner = asyncio.current_task()
             try:
                 yield self
             except BaseException:
-                await asyncio.shield(self._hand_over(conn, _rowcount, "ROLLBACK", ()))
+                self._end(writer, "ROLLBACK")
                 raise
             else:
-                await asyncio.shield(self._hand_over(conn, _rowcount, "COMMIT", ()))
+                self._end(writer, "COMMIT")
             finally:
                 self._tx_owner = None
-
-    async def _run(self, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
-        """One statement, read by `step`, its cursor closed.
-
-        - With no transaction about, it is handed to the connection's thread at once, in one trip
-          (`conn.execute` + a fetch + the cursor's close would be three).
-        - While another task's transaction is open or waiting, it takes its turn after it (nobody reads
-          rows that may yet be rolled back), handed over before the turn passes on.
-        - Inside this task's own transaction it runs right here, on the event loop's thread. The write
-          lock is the transaction's since its BEGIN, so nothing here waits for another process, and the
-          connection's thread is idle (every other task waits for the transaction's end): a round trip
-          would only add a hand-over and a turn of the event loop per statement, with every other
-          transaction waiting behind this one. BEGIN, which may wait for another process's write, and
-          COMMIT, which may copy the log back into the file, stay on the connection's thread.
-        """
-        conn = self.conn
-        if self._lock.locked():
-            if self._in_own_transaction():
-                return _statement(conn._conn, step, sql, params)
-            async with self._lock:
-                queued = self._hand_over(conn, step, sql, params)
-            return await queued
-        return await self._hand_over(conn, step, sql, params)
+        self._wrote()
 
     @staticmethod
-    def _hand_over(conn: aiosqlite.Connection, step: Callable[[sqlite3.Cursor], T], sql: str,
-                   params: Params) -> asyncio.Future[T]:
-        """Queue the statement on the connection's thread now (aiosqlite's `_execute` queues it only once
-        awaited, too late to keep a place in line): a future for its result."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        conn._tx.put_nowait((future, partial(_statement, conn._conn, step, sql, params)))
-        return future
+    def _end(writer: sqlite3.Connection, sql: str) -> None:
+        """COMMIT or ROLLBACK; a COMMIT that fails (a full disk) leaves nothing half-done behind it."""
+        try:
+            writer.execute(sql)
+        finally:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+
+    async def _patiently(self, attempt: Callable[[], T]) -> T:
+        """`attempt`, tried again while another connection holds the lock it needs, for `busy_timeout_ms`
+        in all; then SQLite's "database is locked" goes to the caller."""
+        loop = asyncio.get_running_loop()
+        give_up: float | None = None
+        delay = self.RETRY_FIRST
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                now = loop.time()
+                give_up = now + self.busy_timeout_ms / 1000 if give_up is None else give_up
+                if not _busy(exc) or now >= give_up:
+                    raise
+            await asyncio.sleep(min(delay, give_up - now))
+            delay = min(delay * 2, self.RETRY_LONGEST)
+
+    async def _write(self, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
+        """A statement on the writer: at once inside this task's own transaction, else once no other
+        task's transaction holds the writer."""
+        if self._in_own_transaction():
+            return _statement(self._writer, step, sql, params)
+        async with self._lock:
+            result = await self._patiently(partial(_statement, self._writer, step, sql, params))
+        self._wrote()
+        return result
+
+    async def _read(self, step: Callable[[sqlite3.Cursor], T], sql: str, params: Params) -> T:
+        """A SELECT outside a transaction goes to the reader; anything else (a write with RETURNING, a
+        PRAGMA, a read inside a transaction) to the writer."""
+        reader = self._reader
+        if reader is None or sql[:6].upper() != "SELECT" or self._in_own_transaction():
+            return await self._write(step, sql, params)
+        return await self._patiently(partial(_statement, reader, step, sql, params))
+
+    def _wrote(self) -> None:
+        """Count a write; every `CHECKPOINT_EVERY` of them, copy the log back into the file (on aiosqlite's
+        thread, holding the writer: a checkpoint writes the file and waits for the disk)."""
+        self._writes += 1
+        if self._writes >= self.CHECKPOINT_EVERY and self._checkpointing is None:
+            self._writes = 0
+            self._checkpointing = asyncio.create_task(self._checkpoint("PASSIVE"), name="sqlite-checkpoint")
+            self._checkpointing.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, task: asyncio.Task[None]) -> None:
+        self._checkpointing = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not checkpoint the database's log; trying again later", error=repr(task.exception()))
+
+    async def _checkpoint(self, mode: str) -> None:
+        async with self._lock:
+            conn = self.conn
+            await conn._execute(_waiting_in_sqlite, conn._conn, self.busy_timeout_ms,  # type: ignore[no-untyped-call]
+                                lambda c: c.execute(f"PRAGMA wal_checkpoint({mode})").fetchall())
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return await self._run(sqlite3.Cursor.fetchone, sql, params)
+        return await self._read(sqlite3.Cursor.fetchone, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self._run(sqlite3.Cursor.fetchall, sql, params)
+        return await self._read(sqlite3.Cursor.fetchall, sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self._run(_rowcount, sql, params)
+        return await self._write(_rowcount, sql, params)
 
     async def insert(self, sql: str, params: Params = ()) -> int:
-        row = await self._run(sqlite3.Cursor.fetchone, f"{sql} RETURNING id", params)
+        row = await self._write(sqlite3.Cursor.fetchone, f"{sql} RETURNING id", params)
         assert row is not None
         return int(row[0])
 
     async def forget_erased(self) -> None:
         """The old text may still sit in the write-ahead log: copy it out and empty it (secure_delete
         already overwrites freed pages in the file itself)."""
-        await self.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._checkpoint("TRUNCATE")
 
     # -- migrations ---------------------------------------------------------------------------
 
@@ -197,7 +281,7 @@ class SqliteDatabase(Database):
         return int(row["v"]) if row else 0
 
     async def _ensure_migrations_table(self) -> None:
-        await self.conn.execute(
+        await self.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY,"
             " name TEXT NOT NULL,"
@@ -229,10 +313,12 @@ class SqliteDatabase(Database):
         )
         try:
             async with self._lock:
-                await self.conn.executescript(script)
+                conn = self.conn
+                await conn._execute(_waiting_in_sqlite, conn._conn, self.busy_timeout_ms,  # type: ignore[no-untyped-call]
+                                    lambda c: c.executescript(script))
         except Exception as exc:
             if self.conn.in_transaction:
-                await self.conn.execute("ROLLBACK")
+                self._writer.execute("ROLLBACK")
             if await self.schema_version() >= migration.version:
                 return False
             raise MigrationError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from exc

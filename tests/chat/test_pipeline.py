@@ -105,7 +105,7 @@ async def test_a_database_locked_at_the_end_of_an_answer_delays_its_record_but_l
     view is finished, and the settlement and the record land once the lock is released."""
     parts.fake.tokens_per_second = 50
     parts.fake.reply_text = "word " * 20
-    await parts.db.conn.execute("PRAGMA busy_timeout = 20")
+    parts.db.busy_timeout_ms = 20  # type: ignore[attr-defined]
     asking, view = await ask_in_background(parts)
     other = sqlite3.connect(parts.db.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")

@@ -91,7 +91,7 @@ async def test_progress_saves_are_best_effort_when_another_process_holds_the_dat
     parts.fake.reply_text = "word " * 60
     parts.core.conversations.pipeline.streamer.progress_save_interval = 0.05
     plan, active, view = await start(parts)
-    await parts.db.conn.execute("PRAGMA busy_timeout = 20")
+    parts.db.busy_timeout_ms = 20  # type: ignore[attr-defined]
     other = sqlite3.connect(parts.db.path, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock for the whole stream

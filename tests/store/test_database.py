@@ -30,7 +30,7 @@ async def test_fresh_database_is_migrated_in_wal_with_foreign_keys(db_path: Path
         assert applied == [m.version for m in load_migrations()]
         assert (await db.fetchone("PRAGMA journal_mode"))[0] == "wal"
         assert (await db.fetchone("PRAGMA foreign_keys"))[0] == 1
-        assert (await db.fetchone("PRAGMA busy_timeout"))[0] == 5000
+        assert db.busy_timeout_ms == 5000 and (await db.fetchone("PRAGMA busy_timeout"))[0] == 0  # waits: _patiently
         rows = await db.fetchall("SELECT version, name FROM schema_migrations ORDER BY version")
         assert [r["version"] for r in rows] == applied
         assert {"conversations", "turns", "attachments"} <= await tables(db)
@@ -126,8 +126,8 @@ async def test_transaction_rolls_back_and_does_not_swallow_other_tasks_writes(da
 
 async def test_a_read_never_sees_another_tasks_uncommitted_rows(database_url: str) -> None:
     """A read from one task while another task's transaction is open sees the rows only if they were
-    committed, never rows that are then rolled back: on SQLite (one connection) it waits for the
-    transaction to end; on PostgreSQL it runs on another connection and sees what was committed."""
+    committed, never rows that are then rolled back: it runs on another connection (SQLite's reader,
+    PostgreSQL's pool) at once and sees what was committed."""
     async with database_for(database_url) as db:
         await db.migrate()
         inserted = asyncio.Event()
@@ -151,10 +151,7 @@ async def test_a_read_never_sees_another_tasks_uncommitted_rows(database_url: st
         reading = asyncio.create_task(reader())
         await inserted.wait()
         await asyncio.sleep(0.05)
-        if db.dialect == "sqlite":
-            assert not reading.done(), "the read ran inside another task's open transaction"
-        else:
-            assert reading.done() and seen == [0]
+        assert reading.done() and seen == [0]  # it did not wait for the transaction, nor see inside it
         release.set()
         await asyncio.gather(writing, reading)
         assert seen == [0]
@@ -164,53 +161,83 @@ async def test_a_read_never_sees_another_tasks_uncommitted_rows(database_url: st
             assert (await tx.fetchone("SELECT value FROM bot_state WHERE key = 'mine'"))[0] == "y"
 
 
-async def test_statements_of_many_tasks_are_in_flight_at_once_when_no_transaction_is_open(db_path: Path) -> None:
-    """With no transaction open, a statement is handed to the connection's thread at once, not after
-    the one before it has come back to the event loop: the thread runs a queue of them back to back.
-    (Each round trip through a busy event loop would otherwise be paid once per statement, in turn.)
-    A transaction still has the connection to itself: a statement asked for meanwhile runs after it."""
-    import threading
-    import time
-
+async def test_a_write_waits_for_another_processs_lock_without_holding_up_the_event_loop(db_path: Path) -> None:
+    """Statements run on the event loop's thread and never wait inside SQLite: while another process
+    holds the write lock, a write sleeps and tries again (the event loop runs on meanwhile, reads too),
+    lands once the lock is released, and past `busy_timeout_ms` fails with SQLite's own error."""
     async with SqliteDatabase(db_path) as db:
-        gate, came_back = threading.Event(), threading.Event()
-        order: list[str] = []
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
 
-        def hold() -> int:
-            gate.wait(5)
-            return 0
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
 
-        def seen(name: str) -> int:
-            order.append(f"{name} after first" if came_back.is_set() else name)
-            return 0
+        beating = asyncio.create_task(heartbeat())
+        writing = asyncio.create_task(db.execute("INSERT INTO t VALUES (1)"))
+        try:
+            await asyncio.sleep(0.2)
+            assert not writing.done() and ticks >= 10  # waiting, and the loop went on
+            assert await db.fetchall("SELECT x FROM t") == []  # reads go on too
+            other.execute("ROLLBACK")
+            assert await asyncio.wait_for(writing, 1) == 1
+            other.execute("BEGIN IMMEDIATE")
+            db.busy_timeout_ms = 50
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                await db.execute("INSERT INTO t VALUES (2)")
+        finally:
+            beating.cancel()
+            other.close()
+        assert [tuple(r) for r in await db.fetchall("SELECT x FROM t")] == [(1,)]
 
-        await db.conn.create_function("hold", 0, hold)
-        await db.conn.create_function("seen", 1, seen)
 
-        async def first() -> None:
-            await db.fetchone("SELECT hold()")
-            came_back.set()
+def file_size(path: Path) -> int:
+    return path.stat().st_size
 
-        tasks = [asyncio.create_task(first())]
-        await asyncio.sleep(0.02)  # the thread is now inside hold()
-        tasks += [asyncio.create_task(db.fetchone("SELECT seen(?)", (f"s{i}",))) for i in range(3)]
-        await asyncio.sleep(0.02)  # every task is waiting for its result
-        gate.set()
-        time.sleep(0.2)  # the event loop is busy: the thread goes on without it
-        await asyncio.gather(*tasks)
-        assert order == ["s0", "s1", "s2"]
 
-        async def in_transaction() -> None:
-            async with db.transaction() as tx:
-                await tx.execute("CREATE TABLE t (x INTEGER)")
-                await asyncio.sleep(0.05)
-                await tx.execute("SELECT seen('inside')")
+async def test_the_log_is_checkpointed_on_aiosqlites_thread_every_so_many_writes(db_path: Path) -> None:
+    """Automatic checkpoints (which would run inside a commit, on the event loop's thread) are off; the
+    store copies the log back into the file itself every `CHECKPOINT_EVERY` writes."""
+    async with SqliteDatabase(db_path) as db:
+        db.CHECKPOINT_EVERY = 5
+        assert (await db.fetchone("PRAGMA wal_autocheckpoint"))[0] == 0
+        await db.execute("CREATE TABLE t (x BLOB)")
+        size = file_size(db_path)
+        for _ in range(3):
+            await db.execute("INSERT INTO t VALUES (zeroblob(20000))")
+        assert file_size(db_path) == size  # the rows are in the log only
+        await db.execute("INSERT INTO t VALUES (zeroblob(20000))")  # the fifth write
+        assert db._checkpointing is not None
+        await db._checkpointing
+        assert file_size(db_path) > size + 60_000
 
-        writing = asyncio.create_task(in_transaction())
-        await asyncio.sleep(0.01)
-        await db.fetchone("SELECT seen('outside')")
-        await writing
-        assert order[3:] == ["inside after first", "outside after first"]
+
+async def test_reads_outside_a_transaction_go_to_the_reader_and_never_wait_for_a_writer(db_path: Path) -> None:
+    """A plain read runs on a read-only connection of its own: it does not wait for another process's
+    write lock, nor for a write of this process that waits for it, and sees every committed row."""
+    async with SqliteDatabase(db_path) as db:
+        await db.migrate()
+        await db.execute("INSERT INTO bot_state (key, value) VALUES ('k', 'v')")
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        other.execute("INSERT INTO bot_state (key, value) VALUES ('theirs', 'uncommitted')")
+        waiting = asyncio.create_task(db.execute("INSERT INTO bot_state (key, value) VALUES ('mine', 'later')"))
+        try:
+            await asyncio.sleep(0.02)
+            rows = await asyncio.wait_for(db.fetchall("SELECT key, value FROM bot_state ORDER BY key"), 1)
+            assert [tuple(r) for r in rows] == [("k", "v")]
+            assert not waiting.done()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await waiting
+        assert db._reader is not None
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db._reader.execute("INSERT INTO bot_state (key, value) VALUES ('x', 'y')")
 
 
 def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
