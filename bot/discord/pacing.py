@@ -31,16 +31,22 @@ class _Waiter:
     live: bool
     rank: Rank | None
     seq: int
+    wordless: Callable[[], bool] | None = None  # a reply that would open with no words yet (a placeholder)
+    patient_until: float = 0.0  # ... which may wait for its words until then while the budget is short
     granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def order(self) -> tuple[bool, float, int]:
         return self.live, self.rank() if self.rank is not None else 0.0, self.seq
+
+    def may_wait(self, now: float) -> bool:
+        return self.wordless is not None and now < self.patient_until and self.wordless()
 
 
 class ChannelPacer:
     PRUNE_ABOVE = 256  # channels tracked before idle ones are forgotten
 
     GLOBAL_WINDOW = 1.0
+    PLACEHOLDER_PATIENCE = 2.0  # seconds a reply's placeholder may wait for its words while the budget is short
 
     def __init__(self, *, writes: int = 5, per: float = 5.0, margin: float = 0.3, global_per_second: int = 45,
                  live_share: float = 0.8, clock: Callable[[], float] = time.monotonic) -> None:
@@ -145,13 +151,19 @@ class ChannelPacer:
         self._paused_until[channel_id] = max(self._paused_until.get(channel_id, 0.0), until)
 
     async def acquire(self, channel_id: int | None, *, reserve: int = 0, live: bool = False,
-                      global_budget: bool = True, rank: Rank | None = None) -> None:
+                      global_budget: bool = True, rank: Rank | None = None,
+                      wordless: Callable[[], bool] | None = None) -> None:
         """Wait for a slot, then take it: the channel's (when `channel_id` is given; writes to one channel
         go out in the order they asked) and the global budget's (unless the route is exempt, as
         interaction webhooks are). `live` marks an edit of a streaming answer: it yields to the rest.
-        Among waiting writes of one kind, the lowest `rank` goes first (then the first to ask)."""
+        Among waiting writes of one kind, the lowest `rank` goes first (then the first to ask).
+
+        `wordless` marks a reply's first message that would show no words yet (a placeholder, which costs
+        a second write for the same words later): while the budget has fewer free slots than answers
+        waiting for their first words, it waits for its words, `PLACEHOLDER_PATIENCE` seconds at most
+        (call `nudge` when they come)."""
         if channel_id is None:
-            await self._take_global(live=live, rank=rank)
+            await self._take_global(live=live, rank=rank, wordless=wordless)
             return
         if len(self._sent) > self.PRUNE_ABOVE:
             self.forget_idle()
@@ -165,14 +177,15 @@ class ChannelPacer:
                 await asyncio.sleep(wait)
                 wait = self.delay(channel_id, reserve=reserve)
             if global_budget:
-                await self._take_global(live=live, rank=rank)
+                await self._take_global(live=live, rank=rank, wordless=wordless)
             self._window(channel_id).append(self._clock())
 
-    async def _take_global(self, *, live: bool, rank: Rank | None) -> None:
-        if not self._waiters and self.global_delay(live=live) <= 0:
-            self._granted.append(self._clock())
+    async def _take_global(self, *, live: bool, rank: Rank | None, wordless: Callable[[], bool] | None) -> None:
+        now = self._clock()
+        waiter = _Waiter(live, rank, next(self._seq), wordless, now + self.PLACEHOLDER_PATIENCE)
+        if not self._waiters and self.global_delay(live=live) <= 0 and not self._holds_back(waiter, now):
+            self._granted.append(now)
             return
-        waiter = _Waiter(live, rank, next(self._seq))
         self._waiters.append(waiter)
         asked = self._clock()
         self._serve()
@@ -191,15 +204,33 @@ class ChannelPacer:
             self._timer.cancel()
             self._timer = None
         while self._waiters:
-            best = min(self._waiters, key=_Waiter.order)
-            wait = self.global_delay(live=best.live)
-            if wait > 0:
-                self._timer = asyncio.get_running_loop().call_later(wait, self._serve)
+            now = self._clock()
+            best = next((w for w in sorted(self._waiters, key=_Waiter.order) if not self._holds_back(w, now)), None)
+            if best is None:  # only placeholders that may still wait for their words
+                wait = min(w.patient_until for w in self._waiters) - now
+            else:
+                wait = self.global_delay(live=best.live)
+            if wait > 0 or best is None:
+                self._timer = asyncio.get_running_loop().call_later(max(wait, 0.001), self._serve)
                 return
             self._waiters.remove(best)
             if not best.granted.done():  # (cancelled: it leaves the list itself and takes nothing)
                 self._granted.append(self._clock())
                 best.granted.set_result(None)
+
+    def _holds_back(self, waiter: _Waiter, now: float) -> bool:
+        """A placeholder waits for its words while the budget is short: fewer free slots than answers
+        waiting for their first words, each of which needs a write soon."""
+        return waiter.may_wait(now) and self.global_limit - self._in_window() < self.awaiting_words
+
+    def _in_window(self) -> int:
+        self.global_delay()  # drops what left the window
+        return len(self._global) + len(self._granted)
+
+    def nudge(self) -> None:
+        """Something a waiting write depends on changed (a placeholder's words came): look again."""
+        if self._waiters:
+            self._serve()
 
     def assume_full(self, channel_id: int) -> None:
         """Treat this channel's budget as spent just now: at start, for channels the previous process

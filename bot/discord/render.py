@@ -110,10 +110,11 @@ class DiscordAnswerView:
         await self._open(lambda: WAITING, None)
 
     async def _open(self, text_now: Callable[[], str], view: discord.ui.View | None, *,
-                    rank: Rank | None = None) -> None:
+                    rank: Rank | None = None, wordless: Callable[[], bool] | None = None) -> None:
         """The answer's first message, paced like any write (an interaction's response is exempt from
         the global budget); its text is taken once the slot is granted, so it carries what came meanwhile."""
-        await self.pacer.acquire(self.channel_id, global_budget=self._first_via_channel is None, rank=rank)
+        await self.pacer.acquire(self.channel_id, global_budget=self._first_via_channel is None, rank=rank,
+                                 wordless=wordless)
         self._opening = True  # from here on the message is as good as sent: `finish` waits for it
         text = text_now()
         message = await self._open_first(text, view)
@@ -134,7 +135,7 @@ class DiscordAnswerView:
             words = bool("".join(self._content).strip())
             return self._live_parts()[0]
 
-        await self._open(text_now, self.stop_view, rank=self._opening_rank)
+        await self._open(text_now, self.stop_view, rank=self._opening_rank, wordless=self._wordless)
         if words:  # the reply opened with its first words
             self._words_visible()
         self._await_words(not words)
@@ -152,6 +153,10 @@ class DiscordAnswerView:
         """While the budget is short, a reply that would open with words goes before one that has none yet
         (a placeholder would cost a second write for the same words)."""
         return 0.0 if self._content else 1.0
+
+    def _wordless(self) -> bool:
+        """The reply would open as a placeholder: the pacer may hold it back for its words while busy."""
+        return not self._content
 
     def _live_rank(self) -> float:
         """Live edits share what is left oldest-updated first."""
@@ -178,15 +183,21 @@ class DiscordAnswerView:
 
     def append(self, content: str, reasoning: str) -> None:
         if content:
+            first = not self._content
             self._content.append(content)
             self._words.set()
+            if first and not self.messages:
+                self.pacer.nudge()  # a reply held back for its first words may open now
         if reasoning:
             self._reasoning.append(reasoning)
+            if self.show_reasoning:
+                self._words.set()  # something to show: a first message waiting for words need not wait longer
         self._start_rendering()
 
     async def notice(self, text: str, kind: NoticeKind = NoticeKind.NOTE) -> None:
         if kind == NoticeKind.PROGRESS:
             self.status_line = f"⏳ {text}"  # transient: replaced by the answer as soon as it flows
+            self._words.set()  # shown at once ("retrying in 2 s"), not after the wait for words
         else:
             self.notices.append(text)
         if self.messages:  # before `begin`, the notice simply waits to be shown with the answer

@@ -392,3 +392,36 @@ async def test_live_edits_get_a_tenth_of_the_budget_while_answers_wait_for_their
     assert pacer.global_delay(live=True) == 1.0 and pacer.global_delay() == 0.0
     pacer.awaiting_words = 0  # its words are shown: live edits have their 80 % again
     assert pacer.global_delay(live=True) == 0.0
+
+
+async def test_a_placeholder_waits_for_its_words_while_the_budget_is_short() -> None:
+    """A reply that would open with no words yet (a placeholder, then an edit: two writes for its first
+    words) waits for them while fewer slots are free than answers waiting for their first words; once
+    its words come it goes at once. With room to spare, or past its patience, it goes as it is."""
+    pacer = QuickGlobal(margin=0.0, global_per_second=4)
+    pacer.awaiting_words = 10  # a burst: ten answers wait for their first words, four slots are free
+    words = {"A": False, "B": False}
+    opened: list[str] = []
+
+    async def reply(name: str) -> None:
+        await pacer.acquire(ord(name), wordless=lambda: not words[name])
+        opened.append(name)
+
+    a, b = asyncio.create_task(reply("A")), asyncio.create_task(reply("B"))
+    await asyncio.sleep(0.05)
+    assert opened == []  # both held back, though the budget has room
+    words["A"] = True
+    pacer.nudge()  # the view tells the pacer when the words come
+    await asyncio.sleep(0)
+    assert opened == ["A"]
+    pacer.awaiting_words = 1  # the burst is over: a placeholder goes as it is
+    pacer.nudge()
+    await asyncio.wait_for(b, 1)
+    assert opened == ["A", "B"]
+    await a
+
+    pacer.awaiting_words = 10
+    pacer.PLACEHOLDER_PATIENCE = 0.1
+    started = time.monotonic()
+    await asyncio.wait_for(pacer.acquire(99, wordless=lambda: True), 1)  # a slow model: it opens at last
+    assert time.monotonic() - started >= 0.09
