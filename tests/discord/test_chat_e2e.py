@@ -20,7 +20,8 @@ async def test_slash_chat_streams_then_opens_a_thread(bot: Harness) -> None:
     bot.openrouter.tokens_per_second = 100
     inter = await d.slash("chat", {"prompt": "What is Rust?"}, user_id=bot.user, channel_id=d.text_channel_id)
     await inter.wait_response()
-    assert inter.response_type == 5  # deferred within the 3 s window
+    assert inter.response_type == 4  # the response itself opened with the first words: no deferral first
+    assert inter.message is not None and inter.message.first_content.startswith("Rust")
     await d.wait_for(lambda: bool(d.threads), timeout=15)
     message = inter.message
     assert message is not None
@@ -217,7 +218,7 @@ async def test_rate_limit_is_shown_while_the_bot_waits_then_answers(bot: Harness
     inter = await d.slash("chat", {"prompt": "hi"}, user_id=bot.user, channel_id=d.text_channel_id)
     await d.wait_for(lambda: bool(d.threads), timeout=20)
     assert inter.message is not None
-    assert any("⏳" in e and "rate-limiting" in e for e in inter.message.edits)
+    assert any("⏳" in e and "rate-limiting" in e for e in [inter.message.first_content, *inter.message.edits])
     assert inter.message.content.startswith("Echo: hi")
 
 
@@ -605,3 +606,24 @@ async def test_a_channel_bucket_smaller_than_discords_usual_is_read_from_its_hea
     writes, per = pacer.bucket(thread_id)
     assert writes == 3 and 2.0 <= per <= 2.5  # the bucket's 2-s window, with the pacer's margin
     assert pacer.bucket(thread_id + 1) == (5, 5.3)  # a channel never written to: the usual budget
+
+
+async def test_a_chat_held_up_before_its_answer_is_deferred_in_time_then_shows_the_answer(bot: Harness) -> None:
+    """The /chat response opens with the first words when they come soon; when the answer is held up
+    before it can even start (here another process holds the database's write lock for 2.5 s), the
+    response is deferred ("thinking…") well inside Discord's 3 s, then edited into the answer."""
+    import sqlite3
+
+    d = bot.discord
+    other = sqlite3.connect(bot.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(2.5, other.execute, "ROLLBACK")
+    try:
+        inter = await d.slash("chat", {"prompt": "Anyone home?"}, user_id=bot.user, channel_id=d.text_channel_id)
+        await inter.wait_response(timeout=3)
+        assert inter.response_type == 5 and inter.callback_delay is not None and inter.callback_delay < 2.0
+        [answer] = await bot.wait_answer_done(d.text_channel_id)
+    finally:
+        other.close()
+    assert inter.message is answer and inter.callback_errors == []  # the deferred response became the answer
+    assert len(answer.edits) >= 2 and "\n-# " in answer.content

@@ -106,7 +106,7 @@ async def test_reasoning_is_kept_apart_from_the_answer(bot: Harness) -> None:
     assert inter.message is not None
     final = inter.message
     assert "simple arithmetic" not in final.content  # reasoning is not mixed into the answer
-    assert any(e.startswith("💭") for e in final.edits)
+    assert any(e.startswith("💭") for e in [final.first_content, *final.edits])  # reasoning shown while it came
     [attachment] = final.attachments
     assert attachment["filename"] == "reasoning.txt"
     assert b"simple arithmetic" in d.file_bytes(attachment)

@@ -92,7 +92,7 @@ async def test_two_processes_answer_every_guild_exactly_once(two_processes: Harn
     await asyncio.sleep(1.0)  # time for a second, wrong answer to show up if one were coming
 
     for inter in chats:
-        assert inter.response_type == 5 and inter.callback_errors == []  # acknowledged once, by one process
+        assert inter.response_type == 4 and inter.callback_errors == []  # answered once, by one process
         answers = [m for m in h.bot_messages(inter.channel_id) if "\n-# " in "\n" + m.content]
         assert len(answers) == 1, [m.content for m in h.bot_messages(inter.channel_id)]
     assert len([m for m in h.bot_messages(dm) if "\n-# " in "\n" + m.content]) == 1

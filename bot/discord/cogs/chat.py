@@ -19,6 +19,7 @@ from bot.chat.conversations import ConversationService
 from bot.chat.text import fit, thread_title
 from bot.chat.view import AnswerOutcome
 from bot.discord.bot import respond_ephemeral
+from bot.discord.chat_response import ChatResponse
 from bot.discord.files import read_attachments
 from bot.discord.permissions import may_act_for
 from bot.discord.render import NO_MENTIONS, DiscordAnswerView, FinalView, OpenFirst
@@ -98,6 +99,8 @@ class StopView(discord.ui.View):
 
 
 class ChatCog(commands.Cog):
+    DEFER_AFTER = 1.5  # a /chat response still unsent this long after the command is deferred (Discord: 3 s)
+    CHAT_WORDS_WAIT = 1.0  # ... and its first message waits this long for the first words, then shows "Thinking"
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
         self.conversations: ConversationService = bot.core.conversations
@@ -129,10 +132,12 @@ class ChatCog(commands.Cog):
         async def send_more(text: str, view: discord.ui.View | None = None) -> discord.Message:
             return await channel.send(text, view=view, allowed_mentions=NO_MENTIONS)  # type: ignore[arg-type]
 
+        # a /chat response waits a moment for the first words (see ChatResponse), a reply as configured
+        words_wait = max(self.settings.first_words_wait_seconds, self.CHAT_WORDS_WAIT if interaction else 0.0)
         return DiscordAnswerView(
             open_first=open_first, send_more=send_more, channel_id=channel_id, pacer=self.bot.pacer,
             interval=self.settings.stream_edit_interval_seconds, show_reasoning=self.settings.show_reasoning,
-            first_words_wait=self.settings.first_words_wait_seconds,
+            first_words_wait=words_wait,
             stop_view=StopView(self), notices=[r.message() for r in rejected],
             final_retry_budget=self.settings.final_edit_retry_seconds,
             first_via_channel=(channel, self.token_deadline()) if interaction else None,
@@ -187,30 +192,29 @@ class ChatCog(commands.Cog):
         if problem or isinstance(choice, Refusal):  # refused before anything is public: only the asker sees why
             await respond_ephemeral(interaction, problem or choice.message)  # type: ignore[union-attr]
             return
-        await interaction.response.defer(thinking=True)
-        choice = choice or await self.chat_model(interaction, existing, model)
-        if isinstance(choice, Refusal):
-            await interaction.edit_original_response(content=fit(f"⚠️ {choice.message}"), allowed_mentions=NO_MENTIONS)
-            return
-        model_id, this_turn_only = choice
-        attachments, rejected = await read_attachments([image] if image else [],
-                                                       self.conversations.attachment_limits)
-        # in a thread that carries no conversation yet, the thread itself becomes the conversation
-        conversation = existing or await self.conversations.start(
-            guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
-            model=model_id, title=thread_title(prompt), home_channel_id=home_channel(channel),
-            thread_id=channel.id if isinstance(channel, discord.Thread) else None)
-
-        async def open_first(text: str, stop: discord.ui.View | None) -> discord.Message:
-            return await interaction.edit_original_response(content=text, view=stop, allowed_mentions=NO_MENTIONS)
-
-        view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=open_first,
-                              rejected=rejected, asked_in=interaction.id, guild_id=interaction.guild_id,
-                              interaction=interaction)
-        await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
-                              channel_id=interaction.channel_id, attachments=attachments, view=view,
-                              model=model_id if this_turn_only else None,
-                              options=AskOptions(search, Effort(reasoning.value) if reasoning else None))
+        response = ChatResponse(interaction, defer_after=self.DEFER_AFTER)  # opens with the first words
+        try:
+            choice = choice or await self.chat_model(interaction, existing, model)
+            if isinstance(choice, Refusal):
+                await response.open(fit(f"⚠️ {choice.message}"), None)
+                return
+            model_id, this_turn_only = choice
+            attachments, rejected = await read_attachments([image] if image else [],
+                                                           self.conversations.attachment_limits)
+            # in a thread that carries no conversation yet, the thread itself becomes the conversation
+            conversation = existing or await self.conversations.start(
+                guild_id=interaction.guild_id, channel_id=interaction.channel_id, owner_id=interaction.user.id,
+                model=model_id, title=thread_title(prompt), home_channel_id=home_channel(channel),
+                thread_id=channel.id if isinstance(channel, discord.Thread) else None)
+            view = self.make_view(channel=channel, channel_id=interaction.channel_id, open_first=response.open,
+                                  rejected=rejected, asked_in=interaction.id, guild_id=interaction.guild_id,
+                                  interaction=interaction)
+            await self.run_answer(conversation, author=interaction.user, content=prompt, message_id=None,
+                                  channel_id=interaction.channel_id, attachments=attachments, view=view,
+                                  model=model_id if this_turn_only else None,
+                                  options=AskOptions(search, Effort(reasoning.value) if reasoning else None))
+        finally:
+            response.close()
         if existing is None:
             await self.open_thread(conversation, view, prompt)
 
