@@ -71,12 +71,15 @@ class DiscordLimits:
             self._update()  # old ones leave the window: live edits speed up again
 
     def _rate_limited(self, headers: Any, scope: str, path: str) -> None:
+        is_global = scope == "global" or (headers.get("X-RateLimit-Global") or "").lower() == "true"
         try:
-            # Reset-After is precise where Discord sends it; Retry-After is whole seconds, rounded up
-            retry_after = float(headers.get("X-RateLimit-Reset-After") or headers.get("Retry-After") or 1.0)
+            # A route's Reset-After is precise; Retry-After is whole seconds, rounded up. A global 429 may
+            # still carry the route's bucket headers, whose Reset-After says when that bucket refills
+            # (up to 5 s), not when the global limit does: it goes by Retry-After.
+            precise = None if is_global else headers.get("X-RateLimit-Reset-After")
+            retry_after = float(precise or headers.get("Retry-After") or 1.0)
         except ValueError:
             retry_after = 1.0
-        is_global = scope == "global" or (headers.get("X-RateLimit-Global") or "").lower() == "true"
         kind = "global" if is_global else "shared" if scope == "shared" else "route"
         self.rate_limited[kind] += 1
         channel = CHANNEL_ROUTE.search(path)

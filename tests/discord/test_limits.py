@@ -53,6 +53,30 @@ async def test_a_channels_429_pauses_that_channel_only() -> None:
     assert pacer.delay(channel) > 4 and pacer.delay(channel + 1) == 0 and pacer.global_delay() == 0
 
 
+async def test_a_global_429_on_a_channel_route_pauses_for_the_global_wait_not_the_channels_bucket() -> None:
+    """A global 429 of a message write may carry the channel's bucket headers too: their Reset-After says
+    when the channel's 5-per-5-s bucket refills, not when the global limit lets writes go again."""
+    fake = FakeDiscord(global_limit=2)
+    await fake.start()
+    pacer = ChannelPacer(margin=0.0)
+    limits = DiscordLimits(pacer)
+    channel = fake.text_channel_id
+    try:
+        async with aiohttp.ClientSession(trace_configs=[limits.trace_config()],
+                                         headers={"Authorization": "Bot t"}) as http:
+            statuses, reset_after = [], None
+            for i in range(3):
+                async with http.post(f"{fake.base_url}/api/v10/channels/{channel}/messages",
+                                     json={"content": f"m{i}"}) as resp:
+                    statuses.append(resp.status)
+                    reset_after = resp.headers.get("X-RateLimit-Reset-After")
+            assert statuses == [200, 200, 429] and reset_after is not None and float(reset_after) > 4
+    finally:
+        await fake.close()
+    assert limits.rate_limited["global"] == 1
+    assert 0 < pacer.global_delay() <= 1.01  # Retry-After (1 s), not the bucket's ~5 s
+
+
 def test_near_the_ban_a_warning_is_logged_and_live_edits_slow_down() -> None:
     now = [0.0]
     pacer = ChannelPacer(global_per_second=45)
