@@ -544,6 +544,7 @@ class ThreadResults:
     invalid_requests: int
     setup_429s: int
     max_global_per_second: int  # most authenticated (global-limited) requests in any 1 s of the phase
+    global_by_route: dict[str, int]  # the phase's global-limited requests by method and route
     max_writes_5s: int
     tokens: int
     bot_cpu: float
@@ -719,8 +720,13 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
         tokens += start.tokens
         done_ms.append((max(m.edit_times[-1] if m.edit_times else m.created_at for m in parts) - posted) * 1000)
 
-    requests = [t for t, _, path, _ in discord_fake.request_log[requests_at_start:]
-                if path.startswith("/api/") and not path.startswith(("/api/v10/interactions/", "/api/v10/webhooks/"))]
+    limited = [(t, method, path) for t, method, path, _ in discord_fake.request_log[requests_at_start:]
+               if path.startswith("/api/") and not path.startswith(("/api/v10/interactions/", "/api/v10/webhooks/"))]
+    requests = [t for t, _, _ in limited]
+    by_route: dict[str, int] = {}
+    for _, method, path in limited:
+        route = f"{method} {re.sub(r'/[0-9]+', '/{id}', path)}"
+        by_route[route] = by_route.get(route, 0) + 1
     writes = discord_fake.write_log[writes_at_start:]
     max_writes = max((most_in_window([t for t, c, k in writes if c == f.thread_id and k != "callback"], 5.0)
                       for f in follow_ups), default=0)
@@ -734,7 +740,8 @@ async def run_threads(args: argparse.Namespace) -> ThreadResults:
         global_429s=discord_fake.global_429_count - global_at_start,
         route_429s=discord_fake.route_429_count - route_at_start,
         invalid_requests=len(discord_fake.invalid_requests) - invalid_at_start, setup_429s=setup_429s,
-        max_global_per_second=most_in_window(requests, 1.0), max_writes_5s=max_writes, tokens=tokens,
+        max_global_per_second=most_in_window(requests, 1.0), global_by_route=by_route, max_writes_5s=max_writes,
+        tokens=tokens,
         bot_cpu=bot_cpu, bot_cpu_main=bot_cpu_main, bot_peak_bytes=bot_peak, peak_is_phase=peak_is_phase,
         openrouter_cpu=or_cpu, driver_cpu=driver_cpu, setup_seconds=setup_seconds, phase_seconds=phase_seconds,
         bot_log_problems=bot_log_problems(h.log_file), workdir=h.workdir,
@@ -788,6 +795,7 @@ def report_threads(args: argparse.Namespace, r: ThreadResults, total_seconds: fl
     print(f"  invalid requests (401/403/429) during the phase: {r.invalid_requests}; most global-limited requests "
           f"in any 1 s: {r.max_global_per_second} (Discord: 50); most writes to one thread in any 5 s: "
           f"{r.max_writes_5s}")
+    print("  global-limited requests by route: " + ", ".join(f"{k} {v}" for k, v in sorted(r.global_by_route.items())))
     print(f"  bot CPU during the phase: {r.bot_cpu:.2f} s (event-loop thread {r.bot_cpu_main:.2f} s, other threads "
           f"{r.bot_cpu - r.bot_cpu_main:.2f} s); fake Discord + driver: {r.driver_cpu:.2f} s; fake OpenRouter: "
           f"{r.openrouter_cpu:.2f} s; machine has {os.cpu_count()} CPUs")

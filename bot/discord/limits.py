@@ -42,19 +42,29 @@ class DiscordLimits:
 
     def trace_config(self) -> aiohttp.TraceConfig:
         trace = aiohttp.TraceConfig()
-        trace.on_request_start.append(self._on_request_start)
+        trace.on_request_headers_sent.append(self._on_request_headers_sent)
         trace.on_request_end.append(self._on_request_end)
+        trace.on_request_exception.append(self._on_request_exception)
         return trace
 
-    async def _on_request_start(self, session: aiohttp.ClientSession, context: Any,
-                                params: aiohttp.TraceRequestStartParams) -> None:
+    async def _on_request_headers_sent(self, session: aiohttp.ClientSession, context: Any,
+                                       params: aiohttp.TraceRequestHeadersSentParams) -> None:
+        """The request is on the wire (a new connection, opened under load, can take a while after the
+        request started): from now on it counts against the global limit as Discord will count it."""
         if GLOBAL_LIMITED.match(params.url.path):
             self.pacer.sent()
 
     async def _on_request_end(self, session: aiohttp.ClientSession, context: Any,
                               params: aiohttp.TraceRequestEndParams) -> None:
+        if GLOBAL_LIMITED.match(params.url.path):
+            self.pacer.answered()
         response = params.response
         self.observe(response.status, response.headers, params.url.path, params.method)
+
+    async def _on_request_exception(self, session: aiohttp.ClientSession, context: Any,
+                                    params: aiohttp.TraceRequestExceptionParams) -> None:
+        if GLOBAL_LIMITED.match(params.url.path):
+            self.pacer.answered()  # it may have reached Discord: it counts from now, for a window
 
     def observe(self, status: int, headers: Any, path: str, method: str = "") -> None:
         """One response: a channel write's bucket headers plan that channel's writes; a 429 pauses the

@@ -46,6 +46,8 @@ class ChannelPacer:
     PRUNE_ABOVE = 256  # channels tracked before idle ones are forgotten
 
     GLOBAL_WINDOW = 1.0
+    AWAIT_ANSWERS = 0.05  # with the budget taken by requests still on their way, look again this often at most
+    UNSEEN_AFTER = 10.0  # a granted write never seen going out, or a request never answered, stops counting
     PLACEHOLDER_PATIENCE = 2.0  # seconds a reply's placeholder may wait for its words while the budget is short
 
     def __init__(self, *, writes: int = 5, per: float = 5.0, margin: float = 0.3, global_per_second: int = 45,
@@ -54,9 +56,13 @@ class ChannelPacer:
         self.per = per + margin  # a little slack for network jitter between us and Discord's clock
         self.global_limit = global_per_second
         self.live_limit = max(1, int(global_per_second * live_share))
-        self._global_per = self.GLOBAL_WINDOW + min(margin, 0.1)
-        self._global: collections.deque[float] = collections.deque()  # requests sent (see `sent`)
-        self._granted: collections.deque[float] = collections.deque()  # slots granted, request not seen yet
+        self._global_per = self.GLOBAL_WINDOW + min(margin, 0.05)
+        # A global slot counts from its grant, through its request, until a window after the response
+        # came back (Discord counted the request at some moment before it answered): `_granted` (grant
+        # times), `_in_flight` (send times), `_answered` (response times).
+        self._granted: collections.deque[float] = collections.deque()
+        self._in_flight: collections.deque[float] = collections.deque()
+        self._answered: collections.deque[float] = collections.deque()
         self._global_paused_until = 0.0
         self._paused_until: dict[int, float] = {}  # channel → when Discord's 429 lets it write again
         self.live_slowdown = 1.0  # > 1 near Discord's invalid-request ban: live edits get that much less
@@ -116,24 +122,46 @@ class ChannelPacer:
     def global_delay(self, *, live: bool = False) -> float:
         """Seconds until a write fits the bot's global budget (live edits get a smaller share of it)."""
         now = self._clock()
-        for times in (self._global, self._granted):
-            while times and now - times[0] >= self._global_per:
-                times.popleft()
-        window = sorted((*self._global, *self._granted)) if self._granted else self._global
+        counted = self._counted(now)
         allowed = self._live_allowed() if live else self.global_limit
         paused = self._global_paused_until - now
-        if len(window) < allowed:
+        if counted < allowed:
             return max(0.0, paused)
-        return max(0.0, paused, window[len(window) - allowed] + self._global_per - now)
+        leaving = counted - allowed  # this many must leave first, then one more
+        if leaving < len(self._answered):
+            return max(0.0, paused, self._answered[leaving] + self._global_per - now)
+        return max(0.0, paused, self.AWAIT_ANSWERS)  # the rest are still on their way: `answered` looks again
+
+    def _counted(self, now: float) -> int:
+        """Global slots taken now: granted, in flight, or answered less than a window ago."""
+        answered = self._answered
+        while answered and now - answered[0] >= self._global_per:
+            answered.popleft()
+        for unseen in (self._granted, self._in_flight):  # a write that never went out, a request never answered
+            while unseen and now - unseen[0] >= self.UNSEEN_AFTER:
+                unseen.popleft()
+        return len(answered) + len(self._in_flight) + len(self._granted)
 
     def sent(self) -> None:
-        """A request under Discord's global limit went out just now (limits.py sees each one): it counts
-        from now, and a granted slot whose request had not gone out yet is settled by it. So a write the
-        busy event loop sends late still holds its place until a window after it really went out."""
-        self.global_delay()  # drops what left the window
+        """A request under Discord's global limit went out just now (limits.py sees each one): a granted
+        slot whose request had not gone out yet is settled by it, and it counts until it is answered."""
+        now = self._clock()
+        self._counted(now)
         if self._granted:
             self._granted.popleft()
-        self._global.append(self._clock())
+        self._in_flight.append(now)
+
+    def answered(self) -> None:
+        """Discord answered a request under the global limit (or it failed): it counted that request at
+        some moment before, so from now on it holds its slot for one window more, however late the busy
+        event loop sent it or Discord read it. Waiting writes look again."""
+        now = self._clock()
+        self._counted(now)
+        if self._in_flight:
+            self._in_flight.popleft()
+        self._answered.append(now)
+        if self._waiters:
+            self._serve()
 
     def _live_allowed(self) -> int:
         """Live edits' share; while answers wait for their first words, a tenth of the budget, so that
@@ -224,8 +252,7 @@ class ChannelPacer:
         return waiter.may_wait(now) and self.global_limit - self._in_window() < self.awaiting_words
 
     def _in_window(self) -> int:
-        self.global_delay()  # drops what left the window
-        return len(self._global) + len(self._granted)
+        return self._counted(self._clock())
 
     def nudge(self) -> None:
         """Something a waiting write depends on changed (a placeholder's words came): look again."""

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
 from bot.discord.pacing import ChannelPacer
+
+
+class InstantPacer(ChannelPacer):
+    """The pacer as the bot uses it, for tests without a Discord: each granted write's request goes out
+    and is answered at once (in the bot, discord.py's trace reports both: `sent`, `answered`)."""
+
+    async def acquire(self, channel_id: int | None, **kwargs: Any) -> None:
+        await super().acquire(channel_id, **kwargs)
+        if kwargs.get("global_budget", True):
+            self.sent()
+            self.answered()
 
 
 class FakeClock:
@@ -34,7 +46,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def pacer(clock: FakeClock) -> ChannelPacer:
-    return ChannelPacer(writes=5, per=5.0, margin=0.0, clock=clock)
+    return InstantPacer(writes=5, per=5.0, margin=0.0, clock=clock)
 
 
 # -- delay() with an injected clock ---------------------------------------------------------------------
@@ -69,7 +81,7 @@ async def test_delay_counts_down_and_the_window_slides(pacer: ChannelPacer, cloc
 
 
 async def test_at_most_writes_in_any_window(clock: FakeClock) -> None:
-    pacer = ChannelPacer(writes=3, per=2.0, margin=0.0, clock=clock)
+    pacer = InstantPacer(writes=3, per=2.0, margin=0.0, clock=clock)
     times: list[float] = []
     for _ in range(12):
         wait = pacer.delay(9)
@@ -83,7 +95,7 @@ async def test_at_most_writes_in_any_window(clock: FakeClock) -> None:
 
 
 async def test_margin_widens_the_window(clock: FakeClock) -> None:
-    pacer = ChannelPacer(writes=1, per=5.0, margin=0.3, clock=clock)
+    pacer = InstantPacer(writes=1, per=5.0, margin=0.3, clock=clock)
     await take(pacer, 1)
     assert pacer.delay(1) == pytest.approx(5.3)
     clock.advance(5.0)
@@ -148,7 +160,7 @@ async def test_forget_idle_drops_only_idle_channels(pacer: ChannelPacer, clock: 
 
 
 async def test_forget_idle_drops_locks_too(clock: FakeClock) -> None:
-    pacer = ChannelPacer(writes=2, per=1.0, margin=0.0, clock=clock)
+    pacer = InstantPacer(writes=2, per=1.0, margin=0.0, clock=clock)
     await pacer.acquire(1)
     assert 1 in pacer._locks
     pacer.forget_idle()
@@ -160,7 +172,7 @@ async def test_forget_idle_drops_locks_too(clock: FakeClock) -> None:
 
 
 async def test_forget_idle_keeps_a_channel_with_a_waiting_write(clock: FakeClock) -> None:
-    pacer = ChannelPacer(writes=1, per=0.05, margin=0.0, clock=clock)
+    pacer = InstantPacer(writes=1, per=0.05, margin=0.0, clock=clock)
     await take(pacer, 1)
     waiting = asyncio.create_task(pacer.acquire(1))  # holds the channel's lock while it sleeps (~0.05 s)
     await asyncio.sleep(0)
@@ -182,7 +194,7 @@ async def test_forget_idle_keeps_a_channel_with_a_waiting_write(clock: FakeClock
 
 
 def fast_pacer() -> ChannelPacer:
-    return ChannelPacer(writes=2, per=0.1, margin=0.0)
+    return InstantPacer(writes=2, per=0.1, margin=0.0)
 
 
 async def test_acquire_waits_once_the_budget_is_spent() -> None:
@@ -244,7 +256,7 @@ async def test_reserving_acquire_waits_while_a_normal_one_fits() -> None:
 async def test_bookkeeping_of_idle_channels_is_pruned_as_channels_pile_up() -> None:
     clock = FakeClock()
     # the global budget is not what this test is about: wide enough for every channel at once
-    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, global_per_second=1000, clock=clock)
+    pacer = InstantPacer(writes=5, per=5.0, margin=0.0, global_per_second=1000, clock=clock)
     for channel in range(ChannelPacer.PRUNE_ABOVE + 1):
         await pacer.acquire(channel)
     assert len(pacer._sent) == ChannelPacer.PRUNE_ABOVE + 1
@@ -254,10 +266,9 @@ async def test_bookkeeping_of_idle_channels_is_pruned_as_channels_pile_up() -> N
 
 
 def test_a_channel_assumed_full_waits_out_a_whole_window() -> None:
-    from bot.discord.pacing import ChannelPacer
 
     now = [100.0]
-    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, clock=lambda: now[0])
+    pacer = InstantPacer(writes=5, per=5.0, margin=0.0, clock=lambda: now[0])
     pacer.assume_full(7)
     assert pacer.delay(7) == 5.0 and pacer.delay(8) == 0.0
     now[0] += 5.0
@@ -265,10 +276,9 @@ def test_a_channel_assumed_full_waits_out_a_whole_window() -> None:
 
 
 async def test_the_global_budget_holds_across_channels_and_live_edits_yield() -> None:
-    from bot.discord.pacing import ChannelPacer
 
     now = [50.0]
-    pacer = ChannelPacer(writes=5, per=5.0, margin=0.0, global_per_second=10, live_share=0.5, clock=lambda: now[0])
+    pacer = InstantPacer(writes=5, per=5.0, margin=0.0, global_per_second=10, live_share=0.5, clock=lambda: now[0])
     for channel in range(5):  # five channels, one live edit each: the live share (5 of 10) is used up
         await pacer.acquire(channel, live=True)
     assert pacer.global_delay(live=True) == 1.0 and pacer.global_delay() == 0.0  # other writes still pass
@@ -283,10 +293,9 @@ async def test_the_global_budget_holds_across_channels_and_live_edits_yield() ->
 
 
 async def test_a_write_without_a_channel_takes_only_a_global_slot() -> None:
-    from bot.discord.pacing import ChannelPacer
 
     now = [0.0]
-    pacer = ChannelPacer(writes=1, per=5.0, margin=0.0, global_per_second=2, clock=lambda: now[0])
+    pacer = InstantPacer(writes=1, per=5.0, margin=0.0, global_per_second=2, clock=lambda: now[0])
     await pacer.acquire(None)  # e.g. opening a thread
     await pacer.acquire(7)
     assert pacer.delay(7) == 5.0 and pacer.global_delay() == 1.0 and pacer.delay(8) == 0.0
@@ -295,7 +304,7 @@ async def test_a_write_without_a_channel_takes_only_a_global_slot() -> None:
 # -- the order waiting writes are served in (a global window of 0.1 s, real time) ----------------------
 
 
-class QuickGlobal(ChannelPacer):
+class QuickGlobal(InstantPacer):
     GLOBAL_WINDOW = 0.1
 
 
@@ -352,7 +361,7 @@ async def test_with_a_tiny_budget_live_edits_are_shared_evenly() -> None:
 
 def test_a_channels_bucket_is_planned_from_discords_headers() -> None:
     now = [0.0]
-    pacer = ChannelPacer(writes=5, per=5.0, margin=0.25, clock=lambda: now[0])
+    pacer = InstantPacer(writes=5, per=5.0, margin=0.25, clock=lambda: now[0])
     assert pacer.bucket(7) == (5, 5.0 + 0.25)  # before any header: 5 per 5 s
     pacer._window(7).append(now[0])
     pacer.learn(7, limit=3, remaining=2, reset_after=4.0)  # the write that opened a 3-per-4-s window
@@ -366,26 +375,45 @@ def test_a_channels_bucket_is_planned_from_discords_headers() -> None:
     assert pacer.delay(9) == 2.5
 
 
-async def test_a_write_sent_late_holds_its_global_slot_from_when_it_went_out() -> None:
-    """A slot counts from its grant until its request is seen going out (`sent`, from discord.py's
-    trace), then from that moment: a busy event loop that sends granted writes late cannot bunch more
-    than the budget into one second."""
+async def test_a_global_slot_holds_from_its_grant_until_a_window_after_its_answer() -> None:
+    """A slot counts from its grant, while its request waits to go out and while it is on its way, until
+    a window after Discord's answer: Discord counted the request at some moment before it answered, so
+    however late a busy event loop sends a write (or Discord reads it), no second of Discord's holds
+    more than the budget. A write never seen going out stops counting after `UNSEEN_AFTER`."""
     now = [0.0]
     pacer = ChannelPacer(margin=0.0, global_per_second=2, clock=lambda: now[0])
     await pacer.acquire(None)
     await pacer.acquire(None)  # two slots granted at 0.0: the budget is spent
-    assert pacer.global_delay() == 1.0
-    now[0] = 0.9
-    pacer.sent()  # one of them only goes out now
-    now[0] = 1.0  # the other, never seen going out, has left the window; this one holds until 1.9
+    now[0] = 5.0  # long after: neither request has gone out yet, both still count
+    assert pacer.global_delay() == ChannelPacer.AWAIT_ANSWERS
+    pacer.sent()
+    now[0] = 5.3
+    pacer.answered()  # Discord answered the first at 5.3: it holds its slot until 6.3
+    assert pacer.global_delay() == pytest.approx(1.0)
+    now[0] = 6.3
     assert pacer.global_delay() == 0.0
+    await pacer.acquire(None)  # the budget is spent again: the new grant and the one never sent
+    assert pacer.global_delay() == ChannelPacer.AWAIT_ANSWERS
+    now[0] = ChannelPacer.UNSEEN_AFTER + 0.1  # the one granted at 0.0 was never seen going out: it no longer counts
+    assert pacer.global_delay() == 0.0
+
+
+async def test_an_answer_lets_a_waiting_write_go_at_once() -> None:
+    pacer = ChannelPacer(margin=0.0, global_per_second=1)
     await pacer.acquire(None)
-    assert pacer.global_delay() == pytest.approx(0.9)
+    pacer.sent()
+    waiting = asyncio.create_task(pacer.acquire(None))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # the first is still on its way
+    pacer.answered()
+    await asyncio.sleep(0)
+    assert not waiting.done()  # ... and holds its slot a window more
+    await asyncio.wait_for(waiting, 1.5)
 
 
 async def test_live_edits_get_a_tenth_of_the_budget_while_answers_wait_for_their_first_words() -> None:
     now = [0.0]
-    pacer = ChannelPacer(margin=0.0, global_per_second=20, live_share=0.8, clock=lambda: now[0])
+    pacer = InstantPacer(margin=0.0, global_per_second=20, live_share=0.8, clock=lambda: now[0])
     pacer.awaiting_words = 1  # a view reports an answer whose words are not shown yet
     for channel in range(2):
         await pacer.acquire(channel, live=True)
