@@ -561,9 +561,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fake OpenRouter server (prints its base URL first).")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--chunks", type=int, default=None, help="content chunks per generated stream")
+    parser.add_argument("--tps", type=float, default=None, help="tokens per second per stream (a write per chunk)")
     args = parser.parse_args(argv)
     fake = FakeOpenRouter()
     fake.stream_chunks = args.chunks
+    fake.tokens_per_second = args.tps
     fake.record_requests = False
     asyncio.run(serve_until_signalled(fake, port=args.port))
 
