@@ -151,7 +151,10 @@ class OpenRouterClient:
         started = asyncio.get_running_loop().time()
         if self._aiohttp is not None:
             async with self._aiohttp_stream(path, body) as stream:
-                reader = _SSEReader(stream.content.readany, stream.headers, self._timeouts, started)
+                # aiohttp's `readany` takes all that has come; pausing its transport while the stream
+                # gathers lets the kernel join the segments that come meanwhile into one
+                reader = _SSEReader(stream.content.readany, stream.headers, self._timeouts, started,
+                                    stream.connection.transport if stream.connection else None, drains=True)
                 try:
                     yield reader
                 finally:
@@ -274,10 +277,12 @@ class _SSEReader:
     """
 
     __slots__ = ("_armed_for", "_cancelling", "_content_at", "_decoder", "_ended", "_loop", "_read", "_read_at",
-                 "_started", "_task", "_timeouts", "_timer", "generation_id")
+                 "_started", "_task", "_timeouts", "_timer", "_transport", "drains", "generation_id")
 
     def __init__(self, read: Callable[[], Awaitable[bytes]], headers: Mapping[str, str], timeouts: Timeouts,
-                 started: float) -> None:
+                 started: float, transport: asyncio.Transport | None = None, *, drains: bool = False) -> None:
+        self._transport = transport
+        self.drains = drains
         # OpenRouter names the generation in the headers, before any token: what it may bill
         self.generation_id: str | None = headers.get("X-Generation-Id") or None
         self._read = read
@@ -322,6 +327,19 @@ class _SSEReader:
         if events:
             self._content_at = self._loop.time()
         return events
+
+    async def gather(self, seconds: float) -> None:
+        """Wait while the body collects, with the connection's reading paused (when there is a transport
+        to pause): what comes meanwhile is then read with one system call and parsed in one go."""
+        transport = self._transport
+        if transport is None or not transport.is_reading():
+            await asyncio.sleep(seconds)
+            return
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            transport.resume_reading()
 
     def close(self) -> None:
         if self._timer is not None:

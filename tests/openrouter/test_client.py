@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from decimal import Decimal
+from typing import Literal
 
 import pytest
 
@@ -378,17 +379,24 @@ async def test_a_request_body_is_sent_as_it_is_encoded_with_its_length(fake: Fak
     assert all("transfer-encoding" not in r.headers for r in sent)
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize("gather", [0.0, 0.2])
-async def test_a_trickling_stream_is_read_in_batches_once_tokens_flow(fake: FakeOpenRouter, gather: float) -> None:
+async def test_a_trickling_stream_is_read_in_batches_once_tokens_flow(fake: FakeOpenRouter, gather: float,
+                                                                      transport: Literal["aiohttp", "httpx"]) -> None:
     """With `gather`, a stream that brings a token per read is read at most that often after its first
-    token: one read then handles the tokens that came meanwhile (each still reaches the caller)."""
+    token: one read then handles the tokens that came meanwhile (each still reaches the caller). With
+    httpx's own transport a read takes one HTTP chunk: it goes on reading what came before it gathers again."""
     fake.script("chat", SSEReply(events=[_content(f"w{i} ") for i in range(16)] + [DONE_FRAME], interval=0.02))
     loop = asyncio.get_running_loop()
     times: list[float] = []
-    async with make_client(fake, gather=gather) as client, client.stream_chat(simple()) as stream:
-        async for delta in stream:
-            times.append(loop.time())
-            assert delta.content == f"w{len(times) - 1} "
+    async with make_client(fake, transport, gather=gather) as client:
+        async with client.stream_chat(simple()) as stream:
+            async for delta in stream:
+                times.append(loop.time())
+                assert delta.content == f"w{len(times) - 1} "
+        # the connection went back to the pool reading (aiohttp's is paused while a stream gathers)
+        assert (await collect(client.stream_chat(simple()))).content == "Echo: Hi"
+        assert len(fake.chat_requests()) == 2
     gaps = [b - a for a, b in itertools.pairwise(times)]
     together = sum(g < 0.005 for g in gaps)  # handled in the same read as the one before
     assert len(times) == 16
