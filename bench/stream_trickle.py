@@ -8,7 +8,7 @@ this process reads them through the bot's own path (`OpenRouterClient` -> `ChatS
 `AnswerStreamer`, into a view that only keeps the text) and prints its CPU time per chunk.
 
     python -m bench.stream_trickle [--streams 100] [--tokens 300] [--tps 50] [--rounds 2] [--http aiohttp]
-                                   [--loop uvloop|asyncio]
+                                   [--loop uvloop|asyncio] [--gather 0.1]
 
 The event loop is the bot's (`bot.__main__.event_loop_factory`: uvloop's where installed) unless `--loop asyncio`.
 
@@ -29,7 +29,7 @@ from bot.__main__ import event_loop_factory
 from bot.chat.active import ActiveAnswer
 from bot.chat.stream import AnswerStreamer
 from bot.logs import configure_logging
-from bot.openrouter.client import OpenRouterClient
+from bot.openrouter.client import OpenRouterClient, Timeouts
 from bot.openrouter.types import ChatRequest
 from bot.states import NoticeKind, TurnStatus
 from bot.store.conversations import ConversationRepo
@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> None:
     proc, url = start_server(args.tokens, args.tps)
     chunks = args.streams * args.tokens
     try:
-        async with OpenRouterClient(api_key="bench", base_url=url,
+        async with OpenRouterClient(api_key="bench", base_url=url, timeouts=Timeouts(gather=args.gather),
                                     transport=cast(Literal["aiohttp", "httpx"], args.http)) as client:
             streamer = AnswerStreamer(client=client, repo=cast(ConversationRepo, NoStore()), progress_save_interval=3.0)
             print(f"{args.streams} streams at once, {args.tokens} chunks each at {args.tps:g} tokens/s "
@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--http", choices=["aiohttp", "httpx"], default="aiohttp")
+    parser.add_argument("--gather", type=float, default=Timeouts().gather,
+                        help="seconds a trickling stream gathers between reads (the bot's STREAM_READ_GATHER_SECONDS)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=event_loop_factory(args.loop == "uvloop")) as runner:

@@ -13,6 +13,7 @@ long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ __all__ = ["ChatStream", "OpenRouterClient", "RetryNotice", "Timeouts"]
 log = get_logger(__name__)
 _WRITE_TIMEOUT = 30.0
 _READ_ERRORS = (httpx.TransportError, aiohttp.ClientError)
+_END_GRACE = 0.25  # seconds a finished stream waits for its body's end (that keeps its connection in the pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,10 @@ class OpenRouterClient:
         if app_title:
             headers["X-OpenRouter-Title"] = app_title
             headers["X-Title"] = app_title
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        # Every connection is kept for a minute after use: a follow-up needs no new TCP and TLS handshake
+        # (OpenRouter's edge keeps an idle HTTP/1.1 connection for 400 s; one it closed all the same as a
+        # request went out fails before any token and is retried)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=60.0)
         # aiohttp's C parser under httpx's API; a chat stream is read from aiohttp's response directly
         # (`_aiohttp_stream`), through the same connection pool
         self._aiohttp = AiohttpTransport(limits=limits) if transport == "aiohttp" else None
@@ -155,19 +160,15 @@ class OpenRouterClient:
                 # gathers lets the kernel join the segments that come meanwhile into one
                 reader = _SSEReader(stream.content.readany, stream.headers, self._timeouts, started,
                                     stream.connection.transport if stream.connection else None, drains=True)
-                try:
+                async with reader.reading():
                     yield reader
-                finally:
-                    reader.close()
             return
         async with self._open("POST", path, content=body, accept="text/event-stream",
                               safety_net=self._stream_timeout) as response:
             reader = _SSEReader(partial(anext, response.aiter_bytes(), b""), response.headers, self._timeouts,
                                 started)
-            try:
+            async with reader.reading():
                 yield reader
-            finally:
-                reader.close()
 
     @asynccontextmanager
     async def _aiohttp_stream(self, path: str, body: JSONBody) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -341,10 +342,21 @@ class _SSEReader:
         finally:
             transport.resume_reading()
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """While the stream is read. Once its answer is done ([DONE]), the body's end (which comes right
+        after) is waited for a moment: a connection whose response was not read to its end is not reused."""
+        try:
+            yield
+            if not self._ended:
+                with contextlib.suppress(OpenRouterError, TimeoutError):
+                    async with asyncio.timeout(_END_GRACE):
+                        async for _ in self:
+                            pass
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def _due(self, read_at: float) -> float:
         """When a read begun at `read_at` times out."""
