@@ -331,14 +331,19 @@ class _SSEReader:
 
     async def gather(self, seconds: float) -> None:
         """Wait while the body collects, with the connection's reading paused (when there is a transport
-        to pause): what comes meanwhile is then read with one system call and parsed in one go."""
+        to pause): what comes meanwhile is then read with one system call and parsed in one go.
+
+        The wait (half to one and a half times `seconds`) ends on the loop clock's next multiple of `seconds`:
+        the streams that gather at once wake together, in one turn of the event loop, not each in its own."""
+        now = self._loop.time()
+        wait = (now + seconds * 0.5) // seconds * seconds + seconds - now
         transport = self._transport
         if transport is None or not transport.is_reading():
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(wait)
             return
         transport.pause_reading()
         try:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(wait)
         finally:
             transport.resume_reading()
 
