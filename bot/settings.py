@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     stream_max_seconds: float = Field(default=900.0, gt=0)
     stream_idle_content_seconds: float = Field(default=300.0, gt=0)
     stream_read_gather_seconds: float = Field(default=0.1, ge=0, le=1)
-    openrouter_http: Literal["aiohttp", "httpx"] = "aiohttp"  # the transport under httpx's API
+    openrouter_http: Literal["aiohttp", "httpx"] = "aiohttp"  # under httpx (aiohttp: streams read from it directly)
     models_cache_ttl_seconds: float = Field(default=3600.0, gt=0)
 
     # Chat behaviour

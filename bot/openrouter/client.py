@@ -13,13 +13,15 @@ long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -44,6 +46,8 @@ __all__ = ["ChatStream", "OpenRouterClient", "RetryNotice", "Timeouts"]
 
 log = get_logger(__name__)
 _WRITE_TIMEOUT = 30.0
+_READ_ERRORS = (httpx.TransportError, aiohttp.ClientError)
+_END_GRACE = 0.25  # seconds a finished stream waits for its body's end (that keeps its connection in the pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +78,15 @@ class OpenRouterClient:
         if app_title:
             headers["X-OpenRouter-Title"] = app_title
             headers["X-Title"] = app_title
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        # Every connection is kept for a minute after use: a follow-up needs no new TCP and TLS handshake
+        # (OpenRouter's edge keeps an idle HTTP/1.1 connection for 400 s; one it closed all the same as a
+        # request went out fails before any token and is retried)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=60.0)
+        # aiohttp's C parser under httpx's API; a chat stream is read from aiohttp's response directly
+        # (`_aiohttp_stream`), through the same connection pool
+        self._aiohttp = AiohttpTransport(limits=limits) if transport == "aiohttp" else None
         self._http = httpx.AsyncClient(
-            # aiohttp's C parser under httpx's API: streams are read in batches, not token by token
-            transport=AiohttpTransport(limits=limits) if transport == "aiohttp" else None,
+            transport=self._aiohttp,
             headers=headers,
             # The first-byte and idle timeouts are enforced per read below; httpx's read timeout
             # is only a safety net behind them.
@@ -86,9 +95,11 @@ class OpenRouterClient:
             limits=limits,
             follow_redirects=False,
         )
-        # A stream's every read has its own deadline (`_SSEReader`), so it goes without the safety net:
+        # A stream's reads have their own deadlines (`_SSEReader`), so it goes without the safety net:
         # with it, the transport re-arms a timer for each network segment, and a token is a segment.
         self._stream_timeout = httpx.Timeout(connect=t.connect, read=None, write=_WRITE_TIMEOUT, pool=t.connect)
+        self._aiohttp_timeout = aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect,
+                                                      sock_read=None)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -136,16 +147,54 @@ class OpenRouterClient:
     async def _get_json(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         async def once() -> dict[str, Any]:
             async with self._open("GET", path, params=params) as response:
-                return _load_json(await self._read_all(response))
+                return _load_json(await self._read_body(response.aread))
 
         return await call_with_retries(once, self._retry.next_delay)
 
     @asynccontextmanager
     async def _sse_events(self, path: str, body: JSONBody) -> AsyncIterator[_SSEReader]:
         started = asyncio.get_running_loop().time()
+        if self._aiohttp is not None:
+            async with self._aiohttp_stream(path, body) as stream:
+                # aiohttp's `readany` takes all that has come; pausing its transport while the stream
+                # gathers lets the kernel join the segments that come meanwhile into one
+                reader = _SSEReader(stream.content.readany, stream.headers, self._timeouts, started,
+                                    stream.connection.transport if stream.connection else None, drains=True)
+                async with reader.reading():
+                    yield reader
+            return
         async with self._open("POST", path, content=body, accept="text/event-stream",
                               safety_net=self._stream_timeout) as response:
-            yield _SSEReader(response, self._timeouts, started)
+            reader = _SSEReader(partial(anext, response.aiter_bytes(), b""), response.headers, self._timeouts,
+                                started)
+            async with reader.reading():
+                yield reader
+
+    @asynccontextmanager
+    async def _aiohttp_stream(self, path: str, body: JSONBody) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streamed request sent with the aiohttp session under the httpx client (its pool, its headers):
+        the body is then read with one call per network read, not through httpx's layers of generators."""
+        assert self._aiohttp is not None
+        if not isinstance(self._aiohttp.client, aiohttp.ClientSession):  # made at the first request
+            self._aiohttp.client = self._aiohttp.get_client()
+        request = self._http.build_request("POST", self._base_url + path,
+                                           headers=self._headers(body, "text/event-stream"))
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                response = await self._aiohttp.client.request(
+                    "POST", str(request.url), headers=request.headers, data=body, allow_redirects=False,
+                    timeout=self._aiohttp_timeout)
+        except aiohttp.ServerTimeoutError as exc:
+            raise ConnectionFailed(f"timed out connecting to OpenRouter ({type(exc).__name__})") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectionFailed(f"cannot reach OpenRouter: {type(exc).__name__}: {exc}") from None
+        except TimeoutError:
+            raise _timeout(f"no response from OpenRouter within {self._timeouts.first_byte:g} s") from None
+        async with response:
+            if response.status >= 400:
+                raw = await self._read_body(response.read)
+                raise _http_error(response.status, raw, response.headers)
+            yield response
 
     @asynccontextmanager
     async def _open(self, method: str, path: str, *, content: JSONBody | None = None,
@@ -153,11 +202,8 @@ class OpenRouterClient:
                     accept: str = "application/json",
                     safety_net: httpx.Timeout | None = None) -> AsyncIterator[httpx.Response]:
         """Send a request; yield the response once its headers arrived with a success status."""
-        headers = {"Accept": accept}
-        if content is not None:  # sent as it is encoded, with its length known (not chunked)
-            headers |= {"Content-Type": "application/json", "Content-Length": str(content.length)}
         request = self._http.build_request(method, self._base_url + path, content=content,
-                                           params=params, headers=headers,
+                                           params=params, headers=self._headers(content, accept),
                                            timeout=safety_net or httpx.USE_CLIENT_DEFAULT)
         try:
             async with asyncio.timeout(self._timeouts.first_byte):
@@ -170,20 +216,25 @@ class OpenRouterClient:
             raise ConnectionFailed(f"cannot reach OpenRouter: {type(exc).__name__}: {exc}") from None
         try:
             if response.status_code >= 400:
-                raw = await self._read_all(response)
-                message, _code, metadata = parse_error_body(raw)
-                raise classify(response.status_code, message, metadata, headers=response.headers)
+                raise _http_error(response.status_code, await self._read_body(response.aread), response.headers)
             yield response
         finally:
             await response.aclose()
 
-    async def _read_all(self, response: httpx.Response) -> bytes:
+    @staticmethod
+    def _headers(content: JSONBody | None, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if content is not None:  # sent as it is encoded, with its length known (not chunked)
+            headers |= {"Content-Type": "application/json", "Content-Length": str(content.length)}
+        return headers
+
+    async def _read_body(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
         try:
             async with asyncio.timeout(self._timeouts.idle):
-                return await response.aread()
+                return await read()
         except TimeoutError:
             raise RequestTimeout(f"OpenRouter stopped sending for {self._timeouts.idle:g} s") from None
-        except httpx.TransportError as exc:
+        except _READ_ERRORS as exc:
             raise StreamInterrupted(f"connection lost reading the response: {type(exc).__name__}") from None
 
 
@@ -215,25 +266,38 @@ class JSONBody:
 
 class _SSEReader:
     """An SSE response body: each step is the `data` payloads that one network read completed;
-    `generation_id` is the response's `X-Generation-Id`.
+    `generation_id` is the response's `X-Generation-Id`. `read` gives the body's next bytes (b"" at its end).
 
     A read waits at most `idle` seconds, and never past the stream's deadlines: `total` seconds after
     the request was sent, `idle_content` seconds after the last data event (or the response headers).
     A dropped connection becomes `StreamInterrupted`.
+
+    The deadlines are watched by one timer per stream, not one per read (a read is often one token): a read
+    only notes when it began; the timer, when it goes off, cancels a read that is past its deadline, or
+    is set again for the deadline that progress has moved it to.
     """
 
-    __slots__ = ("_chunks", "_content_at", "_decoder", "_ended", "_loop", "_started", "_timeouts", "generation_id")
+    __slots__ = ("_armed_for", "_cancelling", "_content_at", "_decoder", "_ended", "_loop", "_read", "_read_at",
+                 "_started", "_task", "_timeouts", "_timer", "_transport", "drains", "generation_id")
 
-    def __init__(self, response: httpx.Response, timeouts: Timeouts, started: float) -> None:
+    def __init__(self, read: Callable[[], Awaitable[bytes]], headers: Mapping[str, str], timeouts: Timeouts,
+                 started: float, transport: asyncio.Transport | None = None, *, drains: bool = False) -> None:
+        self._transport = transport
+        self.drains = drains
         # OpenRouter names the generation in the headers, before any token: what it may bill
-        self.generation_id: str | None = response.headers.get("X-Generation-Id") or None
-        self._chunks = response.aiter_bytes()
+        self.generation_id: str | None = headers.get("X-Generation-Id") or None
+        self._read = read
         self._decoder = SSEDecoder()
         self._timeouts = timeouts
         self._loop = asyncio.get_running_loop()
         self._started = started
         self._content_at = self._loop.time()
         self._ended = False
+        self._read_at: float | None = None  # when the read under way began
+        self._task: asyncio.Task[Any] | None = None  # the task waiting for it
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0  # the deadline the timer was set for
+        self._cancelling: int | None = None  # the task's cancel count before the timer cancelled it
 
     def __aiter__(self) -> _SSEReader:
         return self
@@ -241,32 +305,106 @@ class _SSEReader:
     async def __anext__(self) -> list[bytes]:
         if self._ended:
             raise StopAsyncIteration
-        t = self._timeouts
-        total_left = self._started + t.total - self._loop.time()
-        content_left = self._content_at + t.idle_content - self._loop.time()
-        if total_left <= 0 or content_left <= 0:  # a read of data already buffered would not time out
-            raise self._expired(total_left, content_left)
+        now = self._loop.time()
+        if self._due(now) <= now:  # a read of data already buffered would not time out
+            raise self._expired(now)
+        self._read_at, self._task = now, asyncio.current_task()
+        if self._timer is None:
+            self._arm(now)
         try:
-            async with asyncio.timeout(max(0.0, min(t.idle, total_left, content_left))):
-                events = self._decoder.feed(await self._chunks.__anext__())
-        except StopAsyncIteration:
+            chunk = await self._read()
+        except asyncio.CancelledError:
+            if self._cancelling is not None and self._timed_out():
+                raise self._expired(now) from None
+            raise
+        except _READ_ERRORS as exc:
+            raise StreamInterrupted(f"connection lost mid-stream: {type(exc).__name__}") from None
+        finally:
+            self._read_at = None
+        if not chunk:
             self._ended = True
             return self._decoder.flush()
-        except TimeoutError:
-            raise self._expired(total_left, content_left) from None
-        except httpx.TransportError as exc:
-            raise StreamInterrupted(f"connection lost mid-stream: {type(exc).__name__}") from None
+        events = self._decoder.feed(chunk)
         if events:
             self._content_at = self._loop.time()
         return events
 
-    def _expired(self, total_left: float, content_left: float) -> RequestTimeout:
+    async def gather(self, seconds: float) -> None:
+        """Wait while the body collects, with the connection's reading paused (when there is a transport
+        to pause): what comes meanwhile is then read with one system call and parsed in one go.
+
+        The wait (half to one and a half times `seconds`) ends on the loop clock's next multiple of `seconds`:
+        the streams that gather at once wake together, in one turn of the event loop, not each in its own."""
+        now = self._loop.time()
+        wait = (now + seconds * 0.5) // seconds * seconds + seconds - now
+        transport = self._transport
+        if transport is None or not transport.is_reading():
+            await asyncio.sleep(wait)
+            return
+        transport.pause_reading()
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            transport.resume_reading()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """While the stream is read. Once its answer is done ([DONE]), the body's end (which comes right
+        after) is waited for a moment: a connection whose response was not read to its end is not reused."""
+        try:
+            yield
+            if not self._ended:
+                with contextlib.suppress(OpenRouterError, TimeoutError):
+                    async with asyncio.timeout(_END_GRACE):
+                        async for _ in self:
+                            pass
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _due(self, read_at: float) -> float:
+        """When a read begun at `read_at` times out."""
         t = self._timeouts
+        return min(read_at + t.idle, self._started + t.total, self._content_at + t.idle_content)
+
+    def _arm(self, read_at: float) -> None:
+        self._armed_for = due = self._due(read_at)
+        self._timer = self._loop.call_at(due, self._check)
+
+    def _check(self) -> None:
+        """The timer went off: cancel the read under way if its deadline has come, else watch on."""
+        self._timer = None
+        read_at, task = self._read_at, self._task
+        if read_at is None or task is None:
+            return  # no read under way: the next one sets the timer again
+        if self._due(read_at) > self._armed_for:  # progress since the timer was set
+            self._arm(read_at)
+            return
+        self._cancelling = task.cancelling()
+        task.cancel()
+
+    def _timed_out(self) -> bool:
+        """The read was cancelled by the timer alone (not also by a Stop or a shutdown)."""
+        assert self._task is not None and self._cancelling is not None
+        cancelling, self._cancelling = self._cancelling, None
+        return self._task.uncancel() <= cancelling
+
+    def _expired(self, read_at: float) -> RequestTimeout:
+        t = self._timeouts
+        total_left = self._started + t.total - read_at
+        content_left = self._content_at + t.idle_content - read_at
         if total_left <= min(t.idle, content_left):
             return _timeout(f"the answer took longer than the {t.total:g} s allowed")
         if content_left <= t.idle:
             return _timeout(f"OpenRouter sent nothing but keep-alives for {t.idle_content:g} s")
         return _timeout(f"no data from OpenRouter for {t.idle:g} s")
+
+
+def _http_error(status: int, raw: bytes, headers: Mapping[str, str]) -> OpenRouterError:
+    """The typed error for a response with an error status."""
+    message, _code, metadata = parse_error_body(raw)
+    return classify(status, message, metadata, headers=headers)
 
 
 def _timeout(detail: str) -> RequestTimeout:

@@ -31,8 +31,12 @@ class EventBatches(Protocol):
     """A response's SSE `data` payloads, a batch per network read, and its `X-Generation-Id`."""
 
     generation_id: str | None
+    drains: bool  # a read takes all of the body that has come (else a part of it, e.g. one HTTP chunk)
 
     def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
+
+    async def gather(self, seconds: float) -> None:
+        """Wait `seconds` while the body collects (the next read takes what came meanwhile)."""
 
 
 OpenEvents = Callable[[], AbstractAsyncContextManager[EventBatches]]
@@ -216,13 +220,16 @@ class ChatStream:
 
     GATHER_BELOW = 4  # a read that brought fewer events than this, after waiting for them: the stream trickles
     TRICKLE_WAIT = 0.002
+    GATHER_UNTIL = 64  # a read that brought this many events or more: the producer is fast, reads go on freely
 
     def __init__(self, open_events: OpenEvents, retrier: Retrier[OpenRouterError], *,
                  on_generation: OnGeneration | None = None, gather: float = 0.0) -> None:
         self._open_events = open_events
         # Once tokens flow, a stream that trickles (a token or two per network read) is read at most
         # every `gather` seconds: one read then handles the tokens that came meanwhile, instead of a
-        # wake-up of the whole reading stack for each token. The first token is never held back.
+        # wake-up of the whole reading stack for each token (and while it gathers, the aiohttp reader
+        # does not read the socket: the segments that come meanwhile are received and parsed as one).
+        # The first token is never held back.
         self._gather = gather
         self._retrier = retrier
         self._on_generation = on_generation
@@ -250,7 +257,7 @@ class ChatStream:
         loop = asyncio.get_running_loop()
         while True:
             accumulator = self._accumulator = StreamAccumulator()
-            delivered = False
+            delivered = gathering = False
             try:
                 async with self._open_events() as events:
                     await self._started(accumulator, events.generation_id)
@@ -266,9 +273,10 @@ class ChatStream:
                                 break
                         if accumulator.done:
                             break
-                        if delivered and self._gather and waited > self.TRICKLE_WAIT \
-                                and len(payloads) < self.GATHER_BELOW:
-                            await asyncio.sleep(self._gather)
+                        if delivered and self._gather:
+                            gathering = self._trickles(gathering, waited, len(payloads))
+                            if gathering and (events.drains or waited > self.TRICKLE_WAIT):
+                                await events.gather(self._gather)
                         asked = loop.time()
                 self._finish()
                 return
@@ -278,6 +286,15 @@ class ChatStream:
                 if delivered:
                     raise  # never retry once a token has reached the caller
                 await self._retrier.backoff(exc)
+
+    def _trickles(self, gathering: bool, waited: float, events: int) -> bool:
+        """Whether the stream trickles, to be read at most every `gather` seconds: from a read that waited
+        for a few events on, until a read brings many (a producer faster than that is never held up).
+        (A reader whose read takes only a part of what came, e.g. an HTTP chunk, gathers again only
+        once a read has had to wait.)"""
+        if events >= self.GATHER_UNTIL:
+            return False
+        return gathering or (waited > self.TRICKLE_WAIT and events < self.GATHER_BELOW)
 
     async def _started(self, accumulator: StreamAccumulator, generation_id: str | None) -> None:
         """The headers arrived: from now on OpenRouter may bill this generation, even with no token."""

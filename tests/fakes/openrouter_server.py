@@ -127,6 +127,7 @@ class Recorded:
     headers: dict[str, str]  # names lower-cased
     body: bytes
     at: float = field(default_factory=time.monotonic)
+    peer: str = ""  # the client's address and port: which connection carried the request
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -251,6 +252,7 @@ class FakeOpenRouter:
         self.requests: list[Recorded] = []
         self.record_requests = True
         self.base_url = ""
+        self.keepalive_timeout: float | None = None  # seconds an idle connection is kept (aiohttp's default)
 
         # the generated answers
         self.reply_text: str | Callable[[dict[str, Any]], str] = echo_reply
@@ -279,7 +281,8 @@ class FakeOpenRouter:
         app.router.add_get(f"{API_PREFIX}/models", self._handle_models)
         app.router.add_get(f"{API_PREFIX}/key", self._handle_key)
         app.router.add_get(f"{API_PREFIX}/generation", self._handle_generation)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        kept = {} if self.keepalive_timeout is None else {"keepalive_timeout": self.keepalive_timeout}
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, **kept)
         await runner.setup()
         await web.TCPSite(runner, host, port, reuse_address=True).start()
         self._runner = runner
@@ -317,7 +320,9 @@ class FakeOpenRouter:
         for name, value in request.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        recorded = Recorded(request.method, request.path, dict(request.query), headers, await request.read())
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        recorded = Recorded(request.method, request.path, dict(request.query), headers, await request.read(),
+                            peer=f"{peer[0]}:{peer[1]}" if peer else "")
         if self.record_requests:
             self.requests.append(recorded)
         if self.on_request is not None:
@@ -561,9 +566,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fake OpenRouter server (prints its base URL first).")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--chunks", type=int, default=None, help="content chunks per generated stream")
+    parser.add_argument("--tps", type=float, default=None, help="tokens per second per stream (a write per chunk)")
     args = parser.parse_args(argv)
     fake = FakeOpenRouter()
     fake.stream_chunks = args.chunks
+    fake.tokens_per_second = args.tps
     fake.record_requests = False
     asyncio.run(serve_until_signalled(fake, port=args.port))
 

@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from decimal import Decimal
+from typing import Literal
 
 import pytest
 
@@ -378,17 +379,24 @@ async def test_a_request_body_is_sent_as_it_is_encoded_with_its_length(fake: Fak
     assert all("transfer-encoding" not in r.headers for r in sent)
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize("gather", [0.0, 0.2])
-async def test_a_trickling_stream_is_read_in_batches_once_tokens_flow(fake: FakeOpenRouter, gather: float) -> None:
+async def test_a_trickling_stream_is_read_in_batches_once_tokens_flow(fake: FakeOpenRouter, gather: float,
+                                                                      transport: Literal["aiohttp", "httpx"]) -> None:
     """With `gather`, a stream that brings a token per read is read at most that often after its first
-    token: one read then handles the tokens that came meanwhile (each still reaches the caller)."""
+    token: one read then handles the tokens that came meanwhile (each still reaches the caller). With
+    httpx's own transport a read takes one HTTP chunk: it goes on reading what came before it gathers again."""
     fake.script("chat", SSEReply(events=[_content(f"w{i} ") for i in range(16)] + [DONE_FRAME], interval=0.02))
     loop = asyncio.get_running_loop()
     times: list[float] = []
-    async with make_client(fake, gather=gather) as client, client.stream_chat(simple()) as stream:
-        async for delta in stream:
-            times.append(loop.time())
-            assert delta.content == f"w{len(times) - 1} "
+    async with make_client(fake, transport, gather=gather) as client:
+        async with client.stream_chat(simple()) as stream:
+            async for delta in stream:
+                times.append(loop.time())
+                assert delta.content == f"w{len(times) - 1} "
+        # the connection went back to the pool reading (aiohttp's is paused while a stream gathers)
+        assert (await collect(client.stream_chat(simple()))).content == "Echo: Hi"
+        assert len(fake.chat_requests()) == 2
     gaps = [b - a for a, b in itertools.pairwise(times)]
     together = sum(g < 0.005 for g in gaps)  # handled in the same read as the one before
     assert len(times) == 16
@@ -396,3 +404,35 @@ async def test_a_trickling_stream_is_read_in_batches_once_tokens_flow(fake: Fake
         assert together >= 8 and max(gaps) >= 0.1
     else:
         assert together <= 3 and max(gaps) < 0.1
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_pooled_connections_are_kept_and_one_the_server_closed_is_replaced(
+        transport: Literal["aiohttp", "httpx"]) -> None:
+    """A follow-up reuses the connection (in production: no new TCP and TLS handshake); one the server closed
+    while it was idle is replaced, and the request goes through."""
+    server = FakeOpenRouter()
+    server.keepalive_timeout = 0.2
+    await server.start()
+    try:
+        async with make_client(server, transport) as client:
+            for _ in range(2):
+                assert (await collect(client.stream_chat(simple()))).content == "Echo: Hi"
+            await client.list_models()
+            await asyncio.sleep(0.5)  # the server has closed the idle connection
+            assert (await collect(client.stream_chat(simple()))).content == "Echo: Hi"
+    finally:
+        await server.close()
+    peers = [r.peer for r in server.requests]
+    assert len(peers) == 4 and peers[0] == peers[1] == peers[2] != peers[3]
+
+
+async def test_a_body_left_open_after_done_does_not_hold_the_answer(fake: FakeOpenRouter,
+                                                                    client: OpenRouterClient) -> None:
+    """After [DONE] the body's end is waited for a moment only (its connection is then not reused)."""
+    fake.script("chat", SSEReply(events=[_content("Hi") + DONE_FRAME, KEEPALIVE_FRAME], interval=3))
+    fake.script("chat", SSEReply(events=[_content("Hi"), DONE_FRAME + KEEPALIVE_FRAME]))
+    started = time.monotonic()
+    assert (await collect(client.stream_chat(simple()))).content == "Hi"  # a keep-alive comes 3 s later
+    assert (await collect(client.stream_chat(simple()))).content == "Hi"  # one came with the [DONE]
+    assert time.monotonic() - started < 2.5
