@@ -232,11 +232,11 @@ async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTE
 
 async def start_py_spy(pid: int, output: str, seconds: float) -> asyncio.subprocess.Process:
     """Sample the bot with py-spy (if installed) for `seconds` of the measured phase: raw collapsed stacks
-    to `output` (`--native` too, so time spent in C, e.g. the event loop's own work, shows where it goes)."""
+    to `output`. Without pausing the bot (`--nonblocking`): a paused bot misses Discord's 3 s for /chat."""
     exe = Path(sys.executable).with_name("py-spy")
     return await asyncio.create_subprocess_exec(
         str(exe) if exe.exists() else "py-spy", "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-        "--native", "--duration", str(max(1, round(seconds))), "--output", output,
+        "--nonblocking", "--duration", str(max(1, round(seconds))), "--output", output,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 

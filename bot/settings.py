@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
     stream_max_seconds: float = Field(default=900.0, gt=0)
     stream_idle_content_seconds: float = Field(default=300.0, gt=0)
-    stream_read_gather_seconds: float = Field(default=0.1, ge=0, le=1)
+    stream_read_gather_seconds: float = Field(default=0.25, ge=0, le=1)  # see .env.example
     openrouter_http: Literal["aiohttp", "httpx"] = "aiohttp"  # under httpx (aiohttp: streams read from it directly)
     models_cache_ttl_seconds: float = Field(default=3600.0, gt=0)
 

@@ -4,7 +4,7 @@ Discord wants an interaction answered within 3 seconds. Deferring at once ("thin
 response once the words come costs two requests before anyone sees a word; when the model answers
 quickly, one response that carries the first words (and the Stop button) is both sooner and cheaper.
 So the response waits for the answer's first message, and defers only if nothing was sent
-`defer_after` seconds after the command: in time for Discord's deadline whatever the model does.
+`defer_after` seconds after Discord created the command: in time for its deadline whatever the model does.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class ChatResponse:
         self.interaction = interaction
         self._deferring: asyncio.Task[None] | None = None
         self._claimed = False  # a response (the message or the deferral) is on its way
-        self._timer = asyncio.get_running_loop().call_later(defer_after, self._defer)
+        # counted from when Discord created the interaction: a command that reached a busy bot late defers sooner
+        age = discord.utils.utcnow().timestamp() - discord.utils.snowflake_time(interaction.id).timestamp()
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, defer_after - max(0.0, age)), self._defer)
 
     def _defer(self) -> None:
         if not self._claimed:

@@ -57,7 +57,7 @@ class Timeouts:
     idle: float = 60.0
     total: float = 900.0  # a streamed answer, from its request to its end
     idle_content: float = 300.0  # between two data events of a stream: keep-alive comments do not count
-    gather: float = 0.1  # a trickling stream is read at most this often once tokens flow (see ChatStream)
+    gather: float = 0.25  # a trickling stream is read at most this often once tokens flow (see ChatStream)
 
 
 class OpenRouterClient:
