@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -208,8 +209,10 @@ class _Answer:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish}]}
 
     def content_frames(self) -> list[bytes]:
-        last = len(self.pieces) - 1
-        return [data_frame(self.chunk(p, self.finish_reason if i == last else None)) for i, p in enumerate(self.pieces)]
+        return [self.content_frame(i) for i in range(len(self.pieces))]
+
+    def content_frame(self, i: int) -> bytes:
+        return data_frame(self.chunk(self.pieces[i], self.finish_reason if i == len(self.pieces) - 1 else None))
 
     def tail_frames(self) -> list[bytes]:
         usage = {
@@ -221,6 +224,32 @@ class _Answer:
         chunk = {"id": self.gen_id, "object": "chat.completion.chunk", "created": int(time.time()),
                  "model": self.model, "provider": PROVIDER, "choices": [], "usage": usage}
         return [data_frame(chunk), DONE_FRAME]
+
+
+class _PacedFrames(Sequence[bytes]):
+    """A generated answer's frames (a keep-alive, one per piece, the usage and [DONE]), each encoded when
+    it is sent: a server does not have a long answer's last tokens when it sends the first (and encoding
+    hundreds of frames for each of many requests at once delayed every first token)."""
+
+    def __init__(self, answer: _Answer) -> None:
+        self._answer = answer
+        self._tail: list[bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self._answer.pieces) + 3
+
+    def __getitem__(self, i: int) -> bytes:  # type: ignore[override]
+        pieces = len(self._answer.pieces)
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        if i == 0:
+            return KEEPALIVE_FRAME
+        if i <= pieces:
+            return self._answer.content_frame(i - 1)
+        if self._tail is None:
+            self._tail = self._answer.tail_frames()
+        return self._tail[i - pieces - 1]
 
 
 SEARCH_PRICE_PER_RESULT = Decimal("0.004")  # Exa, as OpenRouter documents it
@@ -377,10 +406,11 @@ class FakeOpenRouter:
         answer = self._answer(body)
         self._record_generation(answer)
         bulk = self.stream_chunks is not None and not self.tokens_per_second
+        frames: Sequence[bytes]
         if bulk:  # already in ~64 KiB writes
             frames, waits = self._bulk_frames(answer), None
         else:
-            frames = [KEEPALIVE_FRAME, *answer.content_frames(), *answer.tail_frames()]
+            frames = _PacedFrames(answer)
             waits = self._pacing(answer, len(frames))
         if self.on_stream_start is not None:
             self.on_stream_start(StreamStart(time.monotonic(), body, answer.text, answer.pieces[0],
@@ -490,7 +520,7 @@ class FakeOpenRouter:
             await resp.prepare(request)
             loop = asyncio.get_running_loop()
             target, pending = loop.time(), list[bytes]()
-            for frame in frames[:drop_after]:
+            for frame in itertools.islice(frames, drop_after):
                 wait = waits[sent] if waits else 0.0
                 if wait > 0:
                     target = max(target, loop.time() - 0.05) + wait
