@@ -31,9 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUEST = ChatRequest(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Go"}])
 
 
-def start_server(chunks: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(chunks: int, tps: float | None = None) -> tuple[subprocess.Popen[str], str]:
+    """The local OpenRouter server in its own process, streaming `chunks` chunks (paced at `tps` tokens a
+    second when given): the process and its base URL."""
+    pace = ["--tps", str(tps)] if tps else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openrouter_server", "--port", "0", "--chunks", str(chunks)],
+        [sys.executable, "-m", "tests.fakes.openrouter_server", "--port", "0", "--chunks", str(chunks), *pace],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
 from typing import Literal, cast
 
-from bench.stream_client import REQUEST, ROOT
+from bench.stream_client import REQUEST, start_server
 from bot.__main__ import event_loop_factory
 from bot.chat.active import ActiveAnswer
 from bot.chat.stream import AnswerStreamer
@@ -62,18 +60,6 @@ class NoStore:
     """Progress saves go nowhere: the store's cost is not this benchmark's."""
 
     async def save_progress(self, turn_id: int, content: str, generation_id: str | None) -> None: ...
-
-
-def start_server(chunks: int, tps: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openrouter_server", "--port", "0", "--chunks", str(chunks),
-         "--tps", str(tps)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"the fake server did not start: {url!r}")
-    return proc, url
 
 
 async def one_round(streamer: AnswerStreamer, streams: int, request: ChatRequest,

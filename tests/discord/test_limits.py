@@ -10,6 +10,20 @@ from bot.discord.pacing import ChannelPacer
 from tests.fakes.discord import FakeDiscord
 
 
+async def post_messages(fake: FakeDiscord, limits: DiscordLimits, count: int) -> tuple[list[int], str | None]:
+    """Post `count` messages in the fake's text channel through the trace hook: their statuses, and the
+    last response's `X-RateLimit-Reset-After`."""
+    statuses: list[int] = []
+    reset_after = None
+    async with aiohttp.ClientSession(trace_configs=[limits.trace_config()], headers={"Authorization": "Bot t"}) as http:
+        for i in range(count):
+            async with http.post(f"{fake.base_url}/api/v10/channels/{fake.text_channel_id}/messages",
+                                 json={"content": f"m{i}"}) as resp:
+                statuses.append(resp.status)
+                reset_after = resp.headers.get("X-RateLimit-Reset-After")
+    return statuses, reset_after
+
+
 async def test_429s_pause_the_pacer_and_401_403_429_count_as_invalid() -> None:
     fake = FakeDiscord(global_limit=3)
     await fake.start()
@@ -39,14 +53,8 @@ async def test_a_channels_429_pauses_that_channel_only() -> None:
     limits = DiscordLimits(pacer)
     channel = fake.text_channel_id
     try:
-        async with aiohttp.ClientSession(trace_configs=[limits.trace_config()],
-                                         headers={"Authorization": "Bot t"}) as http:
-            statuses = []
-            for i in range(6):  # Discord's bucket: 5 messages per 5 s in a channel
-                async with http.post(f"{fake.base_url}/api/v10/channels/{channel}/messages",
-                                     json={"content": f"m{i}"}) as resp:
-                    statuses.append(resp.status)
-            assert statuses[-1] == 429
+        statuses, _ = await post_messages(fake, limits, 6)  # Discord's bucket: 5 messages per 5 s in a channel
+        assert statuses[-1] == 429
     finally:
         await fake.close()
     assert limits.rate_limited["route"] == 1 and limits.invalid_in_window() == 1
@@ -60,17 +68,9 @@ async def test_a_global_429_on_a_channel_route_pauses_for_the_global_wait_not_th
     await fake.start()
     pacer = ChannelPacer(margin=0.0)
     limits = DiscordLimits(pacer)
-    channel = fake.text_channel_id
     try:
-        async with aiohttp.ClientSession(trace_configs=[limits.trace_config()],
-                                         headers={"Authorization": "Bot t"}) as http:
-            statuses, reset_after = [], None
-            for i in range(3):
-                async with http.post(f"{fake.base_url}/api/v10/channels/{channel}/messages",
-                                     json={"content": f"m{i}"}) as resp:
-                    statuses.append(resp.status)
-                    reset_after = resp.headers.get("X-RateLimit-Reset-After")
-            assert statuses == [200, 200, 429] and reset_after is not None and float(reset_after) > 4
+        statuses, reset_after = await post_messages(fake, limits, 3)
+        assert statuses == [200, 200, 429] and reset_after is not None and float(reset_after) > 4
     finally:
         await fake.close()
     assert limits.rate_limited["global"] == 1
