@@ -1,9 +1,11 @@
 """The fourth step of an answer: find what it really cost, and settle its hold to that.
 
 The cost comes from the stream's `usage.cost`, else OpenRouter's `/generation` endpoint, else an
-estimate from the catalogue's prices and the counted text. An answer stopped or failed before its
-first token still has a generation id (from the response's `X-Generation-Id`) and is looked up like
-any other; only an answer whose request never got a response is $0.
+estimate from the catalogue's prices and the counted text; a try that OpenRouter answered and that
+failed before its first token (then retried) adds what `/generation` says it billed. An answer
+stopped or failed before its first token still has a generation id (from the response's
+`X-Generation-Id`) and is looked up like any other; only an answer whose request never got a
+response is $0.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def estimated_cost(completion: Completion, model: ModelInfo | None, *, prompt_to
 
 
 class CostSettler:
+    EARLIER_TRY_LOOKUPS = 2  # `/generation` lookups of a try retried before its first token
+
     def __init__(self, *, quotas: QuotaService, client: OpenRouterClient, lookup_attempts: int,
                  lookup_delay: float) -> None:
         self.quotas = quotas
@@ -63,6 +67,15 @@ class CostSettler:
 
     async def cost_of(self, completion: Completion, model: ModelInfo | None, *, prompt_tokens: int,
                       images: int, searched: bool = False, pdf_pages: int = 0) -> Cost:
+        """The answer's cost, with what the tries retried before its first token were billed."""
+        cost, source = await self._cost_of_last_try(completion, model, prompt_tokens=prompt_tokens, images=images,
+                                                    searched=searched, pdf_pages=pdf_pages)
+        if cost is not None and completion.earlier_generations:
+            cost += await self.earlier_tries_cost(completion.earlier_generations)
+        return cost, source
+
+    async def _cost_of_last_try(self, completion: Completion, model: ModelInfo | None, *, prompt_tokens: int,
+                                images: int, searched: bool, pdf_pages: int) -> Cost:
         if completion.usage is not None and completion.usage.cost is not None:
             return completion.usage.cost, CostSource.USAGE
         if completion.generation_id:
@@ -71,6 +84,18 @@ class CostSettler:
                 return cost, CostSource.GENERATION
         return estimated_cost(completion, model, prompt_tokens=prompt_tokens, images=images, searched=searched,
                               pdf_pages=pdf_pages)
+
+    async def earlier_tries_cost(self, generation_ids: list[str]) -> Decimal:
+        """What OpenRouter billed for tries that failed before their first token (usually nothing: a
+        generation it does not know of cost nothing)."""
+        total = Decimal(0)
+        for generation_id in generation_ids:
+            cost = await self.generation_cost(generation_id, attempts=self.EARLIER_TRY_LOOKUPS)
+            if cost:
+                log.info("a try retried before its first token was billed", generation_id=generation_id,
+                         cost=str(cost))
+                total += cost
+        return total
 
     async def settle(self, reservation: Reservation, cost: Decimal | None, source: CostSource | None,
                      model: str | None) -> list[str]:

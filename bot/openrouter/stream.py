@@ -255,8 +255,10 @@ class ChatStream:
 
     async def _run(self) -> AsyncGenerator[ChatDelta, None]:
         loop = asyncio.get_running_loop()
+        earlier: list[str] = []  # the generations of tries retried before their first token
         while True:
             accumulator = self._accumulator = StreamAccumulator()
+            accumulator.completion.earlier_generations = list(earlier)
             delivered = gathering = False
             try:
                 async with self._open_events() as events:
@@ -286,6 +288,8 @@ class ChatStream:
                 if delivered:
                     raise  # never retry once a token has reached the caller
                 await self._retrier.backoff(exc)
+                if accumulator.completion.generation_id:
+                    earlier.append(accumulator.completion.generation_id)
 
     def _trickles(self, gathering: bool, waited: float, events: int) -> bool:
         """Whether the stream trickles, to be read at most every `gather` seconds: from a read that waited

@@ -180,6 +180,9 @@ class Completion:
     usage: Usage | None = None
     refusal: str | None = None
     citations: list[Citation] = field(default_factory=list)  # in first-cited order, each url once
+    # tries that OpenRouter answered and that failed before any token, then were retried: it may have
+    # billed those generations too
+    earlier_generations: list[str] = field(default_factory=list)
 
     def json(self) -> Any:
         """The answer parsed as JSON (for JSON mode / structured outputs)."""

@@ -272,3 +272,22 @@ async def test_when_many_questions_come_at_once_a_few_are_prepared_at_a_time(par
     assert most <= pipeline.PREPARING
     first_request = min(r.at for r in parts.fake.chat_requests())
     assert first_request < max(plan_started)  # the first request went out before the last question was planned
+
+
+async def test_a_try_retried_before_its_first_token_is_settled_with_the_answer(parts: CoreParts) -> None:
+    """OpenRouter answered a first try (with its generation id) and failed it before any token; the
+    retry answered. What `/generation` says the first try was billed is settled with the answer; a
+    retried try OpenRouter does not know of adds nothing."""
+    parts.fake.script("chat", SSEReply(fixture="stream-midstream-error-docs-example.sse", generation_id="gen-abc123"),
+                      SSEReply(fixture="stream-midstream-error-docs-example.sse", generation_id="gen-unbilled"))
+    parts.fake.generations["gen-abc123"] = {
+        "id": "gen-abc123", "total_cost": 0.00025, "model": "openai/gpt-4o", "provider_name": "OpenAI",
+        "tokens_prompt": 12, "tokens_completion": 0, "finish_reason": "error", "native_finish_reason": "error",
+        "streamed": True, "cancelled": False}
+    view, _ = await ask(parts)
+    assert view.outcome is not None and view.outcome.status == "complete" and view.outcome.cost_source == "usage"
+    [(_, actual, source, turn_id)] = await settled(parts)
+    (generation_id,) = tuple(await parts.db.fetchone("SELECT generation_id FROM turns WHERE id = ?", (turn_id,)))
+    answered = Decimal(str(parts.fake.generations[generation_id]["total_cost"]))
+    assert source == "usage" and actual == to_nusd(answered + Decimal("0.00025")) == to_nusd(view.outcome.cost)
+    assert len(parts.fake.chat_requests()) == 3
