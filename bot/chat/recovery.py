@@ -56,6 +56,7 @@ class Recovery:
         if turn is not None and turn.generation_id:
             cost = await self.settler.generation_cost(turn.generation_id, attempts=2)
             if cost is not None:
+                cost += await self.settler.earlier_tries_cost(turn.earlier_generations)
                 await self.repo.set_cost(turn.id, to_nusd(cost))
                 return cost, CostSource.GENERATION
         return None, CostSource.RESERVED

@@ -93,6 +93,7 @@ class AnswerStreamer:
     async def _save_progress(self, turn_id: int, snapshot: Completion) -> None:
         """Best effort: a database that is locked or full for a moment never ends the stream."""
         try:
-            await self.repo.save_progress(turn_id, snapshot.content, snapshot.generation_id)
+            await self.repo.save_progress(turn_id, snapshot.content, snapshot.generation_id,
+                                          snapshot.earlier_generations)
         except STORE_ERRORS as exc:
             log.warning("could not save an answer's progress; streaming on", turn=turn_id, error=repr(exc))

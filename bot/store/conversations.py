@@ -61,6 +61,7 @@ class Turn:
     author_name: str | None = None  # the member's display name when they wrote (user turns)
     sources: list[tuple[str, str]] = field(default_factory=list)  # what an answer cited: (url, title)
     superseded_by: int | None = None  # a newer answer to its question replaced this one
+    earlier_generations: list[str] = field(default_factory=list)  # tries retried before the first token
 
     @classmethod
     def from_row(cls, row: Row) -> Turn:
@@ -76,6 +77,7 @@ class Turn:
             author_name=row["author_name"],
             sources=[(str(u), str(t)) for u, t in json.loads(row["sources"] or "[]")],
             superseded_by=row["superseded_by"],
+            earlier_generations=[str(g) for g in json.loads(row["earlier_generations"] or "[]")],
         )
 
 
@@ -105,7 +107,8 @@ _NEWEST = ("SELECT a2.{column} FROM attachments a2 JOIN turns t2 ON t2.id = a2.t
            "AND t2.deleted_at IS NULL AND a2.kind = '{kind}' GROUP BY a2.{column} ORDER BY a2.{column} DESC LIMIT {n}")
 _TURN_COLUMNS = ("id, conversation_id, role, reply_to, author_id, content, reasoning, status, model, "
                  "discord_message_id, discord_message_ids, discord_channel_id, generation_id, finish_reason, "
-                 "cost_nusd, prompt_tokens, completion_tokens, author_name, sources, superseded_by")
+                 "cost_nusd, prompt_tokens, completion_tokens, author_name, sources, superseded_by, "
+                 "earlier_generations")
 
 
 class ConversationRepo:
@@ -195,10 +198,12 @@ class ConversationRepo:
             "ORDER BY id")
         return [Turn.from_row(r) for r in rows]
 
-    async def save_progress(self, turn_id: int, content: str, generation_id: str | None) -> None:
+    async def save_progress(self, turn_id: int, content: str, generation_id: str | None,
+                            earlier_generations: Sequence[str] = ()) -> None:
         await self.db.execute(
-            "UPDATE turns SET content = ?, generation_id = COALESCE(?, generation_id) "
-            "WHERE id = ? AND status = 'streaming' AND deleted_at IS NULL", (content, generation_id, turn_id))
+            "UPDATE turns SET content = ?, generation_id = COALESCE(?, generation_id), earlier_generations = ? "
+            "WHERE id = ? AND status = 'streaming' AND deleted_at IS NULL",
+            (content, generation_id, json.dumps(list(earlier_generations)), turn_id))
 
     async def set_cost(self, turn_id: int, cost_nusd: int) -> None:
         await self.db.execute("UPDATE turns SET cost_nusd = ? WHERE id = ?", (cost_nusd, turn_id))

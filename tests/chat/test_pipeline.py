@@ -291,3 +291,5 @@ async def test_a_try_retried_before_its_first_token_is_settled_with_the_answer(p
     answered = Decimal(str(parts.fake.generations[generation_id]["total_cost"]))
     assert source == "usage" and actual == to_nusd(answered + Decimal("0.00025")) == to_nusd(view.outcome.cost)
     assert len(parts.fake.chat_requests()) == 3
+    row = await parts.db.fetchone("SELECT earlier_generations FROM turns WHERE id = ?", (turn_id,))
+    assert json.loads(row[0]) == ["gen-abc123", "gen-unbilled"]  # saved with its progress, for a crash

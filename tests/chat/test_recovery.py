@@ -78,3 +78,28 @@ async def test_a_process_recovers_only_the_guilds_of_its_shards(parts: CoreParts
     shard_0 = ShardScope(frozenset({0}), 2)
     assert {t.id for t in await parts.core.recover(shard_0)} == streaming  # its guild and the DMs
     assert await quotas.open_reservations() == [] and await repo.streaming_turns() == []
+
+
+async def test_a_crash_after_a_retried_try_settles_every_try_that_was_billed(parts: CoreParts) -> None:
+    """The stream's progress saves carry the generations of tries retried before the first token: a hold
+    a crash left open is settled to the last try's cost plus what the earlier ones were billed."""
+    repo, quotas, recovery = parts.repo, parts.core.recovery.quotas, parts.core.recovery
+    conv = await parts.core.conversations.start(guild_id=1, channel_id=2, owner_id=3, model="openai/gpt-4o",
+                                                title="t")
+    question = await repo.add_user_turn(conv.id, author_id=3, content="hi", message_id=None, channel_id=2)
+    hold = await quotas.reserve(guild_id=1, user_id=3, model="openai/gpt-4o",
+                                pricing=Pricing(Decimal("0.0000025"), Decimal("0.00001")), prompt_tokens=100,
+                                images=0, max_tokens=500)
+    assert isinstance(hold, Reservation)
+    turn_id = await repo.start_answer(conv.id, reply_to=question.id, model="openai/gpt-4o", message_ids=[5],
+                                      channel_id=2)
+    await quotas.link_turn(hold, turn_id)
+    await repo.save_progress(turn_id, "partial", "gen-last", ["gen-first-try", "gen-never-billed"])
+    parts.fake.generations["gen-last"] = {"id": "gen-last", "total_cost": 0.0009}
+    parts.fake.generations["gen-first-try"] = {"id": "gen-first-try", "total_cost": 0.0001}
+
+    assert [t.earlier_generations for t in await recovery.recover_interrupted()] == [
+        ["gen-first-try", "gen-never-billed"]]
+    assert await recovery.settle_orphans() == 1
+    [row] = await settled(parts)
+    assert row[1:3] == (1_000_000, "generation")  # $0.0009 + $0.0001 (+ $0 for the unknown one)
