@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import httpx
@@ -46,6 +46,7 @@ __all__ = ["ChatStream", "OpenRouterClient", "RetryNotice", "Timeouts"]
 
 log = get_logger(__name__)
 _WRITE_TIMEOUT = 30.0
+T = TypeVar("T")
 _READ_ERRORS = (httpx.TransportError, aiohttp.ClientError)
 _END_GRACE = 0.25  # seconds a finished stream waits for its body's end (that keeps its connection in the pool)
 
@@ -179,17 +180,9 @@ class OpenRouterClient:
             self._aiohttp.client = self._aiohttp.get_client()
         request = self._http.build_request("POST", self._base_url + path,
                                            headers=self._headers(body, "text/event-stream"))
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._aiohttp.client.request(
-                    "POST", str(request.url), headers=request.headers, data=body, allow_redirects=False,
-                    timeout=self._aiohttp_timeout)
-        except aiohttp.ServerTimeoutError as exc:
-            raise ConnectionFailed(f"timed out connecting to OpenRouter ({type(exc).__name__})") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectionFailed(f"cannot reach OpenRouter: {type(exc).__name__}: {exc}") from None
-        except TimeoutError:
-            raise _timeout(f"no response from OpenRouter within {self._timeouts.first_byte:g} s") from None
+        response = await self._send(self._aiohttp.client.request(
+            "POST", str(request.url), headers=request.headers, data=body, allow_redirects=False,
+            timeout=self._aiohttp_timeout))
         async with response:
             if response.status >= 400:
                 raw = await self._read_body(response.read)
@@ -205,21 +198,26 @@ class OpenRouterClient:
         request = self._http.build_request(method, self._base_url + path, content=content,
                                            params=params, headers=self._headers(content, accept),
                                            timeout=safety_net or httpx.USE_CLIENT_DEFAULT)
-        try:
-            async with asyncio.timeout(self._timeouts.first_byte):
-                response = await self._http.send(request, stream=True)
-        except TimeoutError:
-            raise _timeout(f"no response from OpenRouter within {self._timeouts.first_byte:g} s") from None
-        except httpx.TimeoutException as exc:
-            raise ConnectionFailed(f"timed out connecting to OpenRouter ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(f"cannot reach OpenRouter: {type(exc).__name__}: {exc}") from None
+        response = await self._send(self._http.send(request, stream=True))
         try:
             if response.status_code >= 400:
                 raise _http_error(response.status_code, await self._read_body(response.aread), response.headers)
             yield response
         finally:
             await response.aclose()
+
+    async def _send(self, sending: Awaitable[T]) -> T:
+        """A request sent, through httpx or aiohttp, until its response headers came (within the first-byte
+        timeout); failing to reach OpenRouter becomes a typed error."""
+        try:
+            async with asyncio.timeout(self._timeouts.first_byte):
+                return await sending
+        except (httpx.TimeoutException, aiohttp.ServerTimeoutError) as exc:  # (the latter is a TimeoutError)
+            raise ConnectionFailed(f"timed out connecting to OpenRouter ({type(exc).__name__})") from None
+        except _READ_ERRORS as exc:
+            raise ConnectionFailed(f"cannot reach OpenRouter: {type(exc).__name__}: {exc}") from None
+        except TimeoutError:
+            raise _timeout(f"no response from OpenRouter within {self._timeouts.first_byte:g} s") from None
 
     @staticmethod
     def _headers(content: JSONBody | None, accept: str) -> dict[str, str]:
