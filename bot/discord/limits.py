@@ -52,19 +52,24 @@ class DiscordLimits:
         """The request is on the wire (a new connection, opened under load, can take a while after the
         request started): from now on it counts against the global limit as Discord will count it."""
         if GLOBAL_LIMITED.match(params.url.path):
+            context.counted = True  # (aiohttp gives each request its own context)
             self.pacer.sent()
 
     async def _on_request_end(self, session: aiohttp.ClientSession, context: Any,
                               params: aiohttp.TraceRequestEndParams) -> None:
-        if GLOBAL_LIMITED.match(params.url.path):
-            self.pacer.answered()
+        self._answered(context)
         response = params.response
         self.observe(response.status, response.headers, params.url.path, params.method)
 
     async def _on_request_exception(self, session: aiohttp.ClientSession, context: Any,
                                     params: aiohttp.TraceRequestExceptionParams) -> None:
-        if GLOBAL_LIMITED.match(params.url.path):
-            self.pacer.answered()  # it may have reached Discord: it counts from now, for a window
+        self._answered(context)  # one that went out may have reached Discord: it counts from now, for a window
+
+    def _answered(self, context: Any) -> None:
+        """A request `sent` to the pacer is over; one that failed before it went out never counted."""
+        if getattr(context, "counted", False):
+            context.counted = False
+            self.pacer.answered()
 
     def observe(self, status: int, headers: Any, path: str, method: str = "") -> None:
         """One response: a channel write's bucket headers plan that channel's writes; a 429 pauses the

@@ -215,7 +215,7 @@ class ChannelPacer:
             self._granted.append(now)
             return
         self._waiters.append(waiter)
-        asked = self._clock()
+        asked = now
         self._serve()
         try:
             await waiter.granted
@@ -249,10 +249,7 @@ class ChannelPacer:
     def _holds_back(self, waiter: _Waiter, now: float) -> bool:
         """A placeholder waits for its words while the budget is short: fewer free slots than answers
         waiting for their first words, each of which needs a write soon."""
-        return waiter.may_wait(now) and self.global_limit - self._in_window() < self.awaiting_words
-
-    def _in_window(self) -> int:
-        return self._counted(self._clock())
+        return waiter.may_wait(now) and self.global_limit - self._counted(now) < self.awaiting_words
 
     def nudge(self) -> None:
         """Something a waiting write depends on changed (a placeholder's words came): look again."""

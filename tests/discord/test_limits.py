@@ -3,6 +3,8 @@ same aiohttp trace hook discord.py is given."""
 
 from __future__ import annotations
 
+import contextlib
+
 import aiohttp
 
 from bot.discord.limits import SLOW_AT, WARN_AT, DiscordLimits
@@ -92,3 +94,18 @@ def test_near_the_ban_a_warning_is_logged_and_live_edits_slow_down() -> None:
     assert limits.invalid_in_window() == 0 and pacer.live_slowdown == 1.0 and not limits.warned
     limits.observe(429, {"X-RateLimit-Scope": "shared", "Retry-After": "1"}, "/api/v10/channels/1/messages")
     assert limits.invalid_in_window() == 0 and limits.rate_limited["shared"] == 1  # shared ones do not count
+
+
+async def test_a_request_that_never_went_out_does_not_settle_another_ones_slot() -> None:
+    """The pacer counts a request from when its headers went out until a window after its answer; one that
+    fails before it goes out (the connection refused) takes nothing and settles nothing."""
+    pacer = ChannelPacer(margin=0.0, global_per_second=2)
+    limits = DiscordLimits(pacer)
+    pacer.sent()  # another request, on its way
+    async with aiohttp.ClientSession(trace_configs=[limits.trace_config()]) as http:
+        with contextlib.suppress(aiohttp.ClientConnectionError):
+            async with http.get("http://127.0.0.1:9/api/v10/users/@me"):
+                pass
+    assert pacer._counted(pacer._clock()) == 1 and not pacer._answered  # the other is still on its way
+    pacer.answered()
+    assert len(pacer._answered) == 1 and not pacer._in_flight
