@@ -249,10 +249,14 @@ class SqliteDatabase(Database):
             log.warning("could not checkpoint the database's log; trying again later", error=repr(task.exception()))
 
     async def _checkpoint(self, mode: str) -> None:
+        await self._on_thread(lambda c: c.execute(f"PRAGMA wal_checkpoint({mode})").fetchall())
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """`work` on the writer, on aiosqlite's thread (it may take long: a migration, a checkpoint),
+        holding the writer, with SQLite's own busy handler waiting up to `busy_timeout_ms` there."""
         async with self._lock:
             conn = self.conn
-            await conn._execute(_waiting_in_sqlite, conn._conn, self.busy_timeout_ms,  # type: ignore[no-untyped-call]
-                                lambda c: c.execute(f"PRAGMA wal_checkpoint({mode})").fetchall())
+            await conn._execute(_waiting_in_sqlite, conn._conn, self.busy_timeout_ms, work)  # type: ignore[no-untyped-call]
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         return await self._read(sqlite3.Cursor.fetchone, sql, params)
@@ -312,10 +316,7 @@ class SqliteDatabase(Database):
             f"'{migration.name}');\nCOMMIT;"
         )
         try:
-            async with self._lock:
-                conn = self.conn
-                await conn._execute(_waiting_in_sqlite, conn._conn, self.busy_timeout_ms,  # type: ignore[no-untyped-call]
-                                    lambda c: c.executescript(script))
+            await self._on_thread(lambda c: c.executescript(script))
         except Exception as exc:
             if self.conn.in_transaction:
                 self._writer.execute("ROLLBACK")

@@ -101,6 +101,7 @@ class StopView(discord.ui.View):
 class ChatCog(commands.Cog):
     DEFER_AFTER = 1.5  # a /chat response still unsent this long after the command is deferred (Discord: 3 s)
     CHAT_WORDS_WAIT = 1.0  # ... and its first message waits this long for the first words, then shows "Thinking"
+
     def __init__(self, bot: ChatBot) -> None:
         self.bot = bot
         self.conversations: ConversationService = bot.core.conversations
